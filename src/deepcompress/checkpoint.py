@@ -1,0 +1,67 @@
+"""Checkpoints as safetensors files: weights plus the JSON needed to rebuild the model. No pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ._io import atomic_path
+from .models import ModelInfo, create_model, model_info
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or does not match its model."""
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any] | None = None) -> None:
+    """Save ``model``'s state_dict and its :class:`ModelInfo` (plus ``extra`` JSON) atomically."""
+    info = model_info(model)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": "deepcompress-checkpoint", "version": "1", "model": json.dumps(info.to_dict()),
+            "extra": json.dumps(extra or {})}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[ModelInfo, dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint's model info, tensors and extra metadata without building the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is not a readable deepcompress checkpoint (safetensors): {e}") from e
+    if meta.get("format") != "deepcompress-checkpoint":
+        raise CheckpointError(f"{path} is a safetensors file but not a deepcompress checkpoint "
+                              "(no 'format: deepcompress-checkpoint' metadata)")
+    try:
+        info = ModelInfo.from_dict(json.loads(meta["model"]))
+        extra = json.loads(meta.get("extra", "{}"))
+    except (KeyError, json.JSONDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed checkpoint metadata: {e}") from e
+    return info, tensors, extra
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model stored in a checkpoint and load its weights (strictly)."""
+    info, tensors, extra = read_checkpoint(path)
+    model = create_model(info.arch, **info.kwargs)
+    model.dc_info = info
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match model {info.arch!r}: {e}") from e
+    model.dc_extra = extra
+    return model.to(device)
