@@ -1,0 +1,1 @@
+"""Entropy coding (canonical Huffman) and relative sparse-index coding."""
