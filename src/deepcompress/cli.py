@@ -1,0 +1,47 @@
+"""The ``deepcompress`` command line: a thin shell over the Python API.
+
+Each sub-command lives in ``deepcompress.commands.<name>`` with ``add_parser(subparsers)`` and
+``run(args) -> int``. Errors in user input print one line and exit 2 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "bench"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepcompress", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"deepcompress.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"deepcompress.commands.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("deepcompress: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        if args.debug:
+            raise
+        print(f"deepcompress {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
