@@ -1,0 +1,44 @@
+"""Pieces shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..recipe import Recipe, builtin_recipe, load_recipe
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or stage logs")
+
+
+def resolve_recipe(path: str | None, arch: str) -> Recipe:
+    """The recipe at ``path``, else the built-in recipe for ``arch``."""
+    recipe = load_recipe(path) if path else builtin_recipe(arch)
+    if recipe.model != arch:
+        recipe.model = arch
+    return recipe
+
+
+def output_dir(path: str | Path) -> Path:
+    """Create (if needed) and return an output folder, with a clear error when that is impossible."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise NotADirectoryError(f"output path {path} exists and is not a folder") from e
+    except PermissionError as e:
+        raise PermissionError(f"cannot create output folder {path}: permission denied") from e
+    return path
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=float)
+    sys.stdout.write("\n")

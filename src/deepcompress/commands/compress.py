@@ -1,0 +1,37 @@
+"""``deepcompress compress CKPT --data DIR --out FILE.dcz``: prune, quantize and encode a trained model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..checkpoint import load_checkpoint
+from ..data import open_train_test
+from ..models import model_info
+from ..pipeline import Data, Pipeline
+from ._common import add_device, add_quiet, output_dir, resolve_recipe
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compress", help="compress a trained checkpoint into a .dcz file with a recipe")
+    p.add_argument("checkpoint", help="trained model (.safetensors from `deepcompress train`)")
+    p.add_argument("--recipe", help="recipe file (YAML/TOML); default: the built-in recipe of the model")
+    p.add_argument("--data", required=True, help="MNIST IDX folder (or 'digits') used for retraining")
+    p.add_argument("--out", required=True,
+                   help="output .dcz file; FILE.json (results) and FILE.md (report) are written beside it")
+    add_device(p)
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    output_dir(out.parent if str(out.parent) else ".")
+    model = load_checkpoint(args.checkpoint)
+    recipe = resolve_recipe(args.recipe, model_info(model).arch)
+    train, test = open_train_test(args.data)
+    pipe = Pipeline(recipe, Data(train, test, str(args.data)), args.device, progress=not args.quiet)
+    pipe.run(model, out, train_baseline=False)
+    pipe.write_reports(out.with_suffix(".json"), out.with_suffix(".md"))
+    print(pipe.markdown())
+    return 0

@@ -1,0 +1,304 @@
+"""Reading and writing .dcz files (the layout is specified byte for byte in docs/format.md).
+
+A .dcz holds a JSON header (model architecture and constructor arguments, class names, input
+normalisation) and one record per state_dict tensor. Pruned, weight-shared tensors are stored as a
+codebook plus two canonical-Huffman-coded streams: cluster indices of the non-zero weights and
+relative position gaps of fixed width (with filler entries). Everything else is stored raw.
+A CRC-32 of the whole file closes it. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_write_bytes
+from ..coding import huffman
+from ..coding.sparse import decode_positions, encode_positions
+from ..errors import CodingError, FormatError
+
+MAGIC = b"\x89DCZ\r\n\x1a\n"
+VERSION = (1, 0)
+RAW, SHARED = 0, 1
+DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: np.dtype("<i8"), 3: np.dtype("<i4"), 4: np.dtype("u1")}
+DTYPE_CODES = {v: k for k, v in DTYPES.items()}
+MAX_NDIM = 8
+MAX_NUMEL = 2**31 - 1
+MAX_CODEBOOK = 2**16
+
+
+@dataclass
+class SharedTensor:
+    """A pruned, weight-shared tensor: ``value = [0, *codebook][index]`` element-wise."""
+
+    codebook: np.ndarray  # float32 or float16 [k]
+    index: np.ndarray  # int64 [numel]; 0 = zero, 1..k = cluster
+    index_bits: int
+
+
+@dataclass
+class RecordInfo:
+    """How one tensor was stored (for ``inspect`` and reports)."""
+
+    name: str
+    encoding: str
+    shape: tuple[int, ...]
+    bytes: int
+    dtype: str = "float32"
+    codebook_size: int = 0
+    index_bits: int = 0
+    entries: int = 0
+    nonzero: int = 0
+    fillers: int = 0
+    weight_bits: int = 0
+    gap_bits: int = 0
+    table_bytes: int = 0
+
+
+@dataclass
+class DczFile:
+    """A decoded .dcz: its header, tensors (numpy, by state_dict key) and per-record details."""
+
+    header: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+    records: list[RecordInfo] = field(default_factory=list)
+    size: int = 0
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+def _pack_lengths(lengths: np.ndarray) -> bytes:
+    """Code-length table: u32 m (symbols 0..m-1 listed; later ones unused), then m 4-bit lengths."""
+    nz = np.flatnonzero(lengths)
+    m = int(nz[-1]) + 1 if nz.size else 0
+    nib = np.zeros(m + (m & 1), dtype=np.uint8)
+    nib[:m] = lengths[:m]
+    return struct.pack("<I", m) + ((nib[0::2] << 4) | nib[1::2]).astype(np.uint8).tobytes()
+
+
+def _encode_stream(symbols: np.ndarray, alphabet: int) -> tuple[bytes, int, int]:
+    """(table + bit count + bitstream bytes, payload bits, table bytes) for one Huffman stream."""
+    counts = np.bincount(symbols, minlength=alphabet) if symbols.size else np.zeros(alphabet, np.int64)
+    lengths = huffman.code_lengths(counts)
+    table = _pack_lengths(lengths)
+    data, nbits = huffman.encode(symbols, lengths)
+    return table + struct.pack("<Q", nbits) + data, nbits, len(table)
+
+
+def _encode_shared(t: SharedTensor, numel: int) -> tuple[bytes, dict[str, int]]:
+    k = int(t.codebook.size)
+    if not 1 <= k <= MAX_CODEBOOK:
+        raise FormatError(f"codebook size {k} outside 1..{MAX_CODEBOOK}")
+    if t.index.size != numel or t.index.min(initial=0) < 0 or t.index.max(initial=0) > k:
+        raise FormatError("index array does not match the tensor or the codebook")
+    cb = np.asarray(t.codebook)
+    if cb.dtype not in (np.float32, np.float16):
+        raise FormatError(f"codebook dtype must be float32 or float16, got {cb.dtype}")
+    positions = np.flatnonzero(t.index)
+    symbols = t.index[positions] - 1
+    gaps, entries = encode_positions(positions, symbols, t.index_bits, filler_symbol=k)
+    wstream, wbits, wtable = _encode_stream(entries, k + 1)
+    gstream, gbits, gtable = _encode_stream(gaps, 2**t.index_bits)
+    cb_dtype = cb.dtype.newbyteorder("<")
+    body = (struct.pack("<BI", DTYPE_CODES[cb_dtype], k) + cb.astype(cb_dtype).tobytes()
+            + struct.pack("<BI", t.index_bits, entries.size) + wstream + gstream)
+    stats = {"codebook_size": k, "index_bits": t.index_bits, "entries": int(entries.size),
+             "nonzero": int(positions.size), "fillers": int(entries.size - positions.size),
+             "weight_bits": wbits, "gap_bits": gbits, "table_bytes": wtable + gtable}
+    return body, stats
+
+
+def encode_dcz(header: dict[str, Any], tensors: dict[str, np.ndarray],
+               shared: dict[str, SharedTensor] | None = None) -> tuple[bytes, list[RecordInfo]]:
+    """Serialise a header and tensors (shared ones given as :class:`SharedTensor`) to .dcz bytes."""
+    shared = shared or {}
+    head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    parts = [MAGIC, struct.pack("<HHI", *VERSION, len(head)), head, struct.pack("<I", len(tensors))]
+    infos = []
+    for name, arr in tensors.items():
+        arr = np.asarray(arr)
+        bname = name.encode("utf-8")
+        if not 0 < len(bname) < 2**16:
+            raise FormatError(f"tensor name {name!r} must be 1..65535 bytes of UTF-8")
+        if arr.ndim > MAX_NDIM or arr.size > MAX_NUMEL:
+            raise FormatError(f"tensor {name!r}: shape {arr.shape} exceeds the format's limits")
+        rec_head = struct.pack("<H", len(bname)) + bname
+        dims = struct.pack(f"<B{arr.ndim}I", arr.ndim, *arr.shape)
+        if name in shared:
+            body, stats = _encode_shared(shared[name], arr.size)
+            rec = rec_head + bytes([SHARED]) + dims + body
+            infos.append(RecordInfo(name, "shared", arr.shape, len(rec),
+                                    str(np.asarray(shared[name].codebook).dtype), **stats))
+        else:
+            dt = arr.dtype.newbyteorder("<")
+            if dt not in DTYPE_CODES:
+                raise FormatError(f"tensor {name!r}: dtype {arr.dtype} cannot be stored raw")
+            rec = rec_head + bytes([RAW]) + dims + bytes([DTYPE_CODES[dt]]) + arr.astype(dt).tobytes()
+            infos.append(RecordInfo(name, "raw", arr.shape, len(rec), str(arr.dtype)))
+        parts.append(rec)
+    body = b"".join(parts)
+    return body + struct.pack("<I", zlib.crc32(body)), infos
+
+
+def write_dcz(path: str | os.PathLike, header: dict[str, Any], tensors: dict[str, np.ndarray],
+              shared: dict[str, SharedTensor] | None = None) -> list[RecordInfo]:
+    """Encode and write atomically; returns the per-record details."""
+    data, infos = encode_dcz(header, tensors, shared)
+    atomic_write_bytes(path, data)
+    return infos
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+class _Reader:
+    """Bounds-checked cursor over the file bytes; every read names the field and offset on failure."""
+
+    def __init__(self, data: bytes, end: int) -> None:
+        self.data, self.pos, self.end = data, 0, end
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise FormatError(f"truncated file: {what} needs {n} bytes at offset {self.pos}, "
+                              f"only {self.end - self.pos} left")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str, what: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
+
+
+def _read_lengths(r: _Reader, alphabet: int, what: str) -> np.ndarray:
+    at = r.pos
+    (m,) = r.unpack("<I", f"{what} table size")
+    if m > alphabet:
+        raise FormatError(f"{what} code table at offset {at} lists {m} symbols, alphabet has {alphabet}")
+    packed = np.frombuffer(r.take((m + 1) // 2, f"{what} code lengths"), dtype=np.uint8)
+    nib = np.empty(packed.size * 2, dtype=np.uint8)
+    nib[0::2], nib[1::2] = packed >> 4, packed & 0x0F
+    lengths = np.zeros(alphabet, dtype=np.uint8)
+    lengths[:m] = nib[:m]
+    return lengths
+
+
+def _read_stream(r: _Reader, alphabet: int, count: int, what: str) -> tuple[np.ndarray, int, int]:
+    """(symbols, payload bits, table bytes) of one Huffman stream."""
+    at = r.pos
+    lengths = _read_lengths(r, alphabet, what)
+    table_bytes = r.pos - at
+    at = r.pos
+    (nbits,) = r.unpack("<Q", f"{what} bit count")
+    if nbits > 8 * (r.end - r.pos):
+        raise FormatError(f"{what} at offset {at} claims {nbits} bits, more than the file holds")
+    data = r.take((nbits + 7) // 8, f"{what} bitstream")
+    try:
+        return huffman.decode(data, lengths, count, nbits), nbits, table_bytes
+    except CodingError as e:
+        raise FormatError(f"{what} at offset {at}: {e}") from e
+
+
+def _read_record(r: _Reader) -> tuple[str, np.ndarray, RecordInfo]:
+    start = r.pos
+    (nlen,) = r.unpack("<H", "tensor name length")
+    try:
+        name = r.take(nlen, "tensor name").decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"tensor name at offset {start + 2} is not UTF-8") from e
+    enc, ndim = r.unpack("<BB", f"{name}: encoding and ndim")
+    if ndim > MAX_NDIM:
+        raise FormatError(f"{name}: ndim {ndim} at offset {r.pos - 1} exceeds {MAX_NDIM}")
+    shape = r.unpack(f"<{ndim}I", f"{name}: shape")
+    numel = int(np.prod(shape, dtype=np.int64)) if ndim else 1
+    if numel > MAX_NUMEL:
+        raise FormatError(f"{name}: {numel} elements exceed the limit {MAX_NUMEL}")
+    if enc == RAW:
+        (code,) = r.unpack("<B", f"{name}: dtype")
+        if code not in DTYPES:
+            raise FormatError(f"{name}: unknown dtype code {code} at offset {r.pos - 1}")
+        dt = DTYPES[code]
+        arr = np.frombuffer(r.take(numel * dt.itemsize, f"{name}: raw data"), dtype=dt).reshape(shape)
+        return name, arr, RecordInfo(name, "raw", shape, r.pos - start, str(dt.newbyteorder("=")))
+    if enc != SHARED:
+        raise FormatError(f"{name}: unknown encoding {enc} at offset {start + 2 + nlen}")
+    at = r.pos
+    code, k = r.unpack("<BI", f"{name}: codebook dtype and size")
+    if code not in (0, 1) or not 1 <= k <= MAX_CODEBOOK:
+        raise FormatError(f"{name}: bad codebook (dtype code {code}, size {k}) at offset {at}")
+    dt = DTYPES[code]
+    codebook = np.frombuffer(r.take(k * dt.itemsize, f"{name}: codebook"), dtype=dt)
+    at = r.pos
+    bits, n_entries = r.unpack("<BI", f"{name}: index bits and entry count")
+    if not 1 <= bits <= 16:
+        raise FormatError(f"{name}: index bits {bits} at offset {at} outside 1..16")
+    if n_entries > numel:
+        raise FormatError(f"{name}: {n_entries} entries at offset {at + 1} exceed its {numel} elements")
+    entries, wbits, wtable = _read_stream(r, k + 1, n_entries, f"{name}: weight indices")
+    gaps, gbits, gtable = _read_stream(r, 2**bits, n_entries, f"{name}: index gaps")
+    try:
+        positions, symbols = decode_positions(gaps, entries, filler_symbol=k, numel=numel)
+    except CodingError as e:
+        raise FormatError(f"{name}: record at offset {start}: {e}") from e
+    values = np.zeros(numel, dtype=np.float32)
+    values[positions] = codebook[symbols].astype(np.float32)
+    info = RecordInfo(name, "shared", shape, r.pos - start, str(dt.newbyteorder("=")), codebook_size=k,
+                      index_bits=bits, entries=n_entries, nonzero=int(positions.size),
+                      fillers=n_entries - int(positions.size), weight_bits=wbits, gap_bits=gbits,
+                      table_bytes=wtable + gtable)
+    return name, values.reshape(shape), info
+
+
+def decode_dcz(data: bytes) -> DczFile:
+    """Parse .dcz bytes, validating every field; raises :class:`FormatError` on any problem."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise FormatError("expected bytes")
+    data = bytes(data)
+    if len(data) < len(MAGIC) + 12:
+        raise FormatError(f"file too short to be a .dcz ({len(data)} bytes)")
+    if data[:len(MAGIC)] != MAGIC:
+        raise FormatError("not a .dcz file (bad magic bytes at offset 0)")
+    (crc,) = struct.unpack("<I", data[-4:])
+    if zlib.crc32(data[:-4]) != crc:
+        raise FormatError(f"checksum mismatch: CRC-32 stored at offset {len(data) - 4} does not match the "
+                          "file contents (corrupted or truncated file)")
+    r = _Reader(data, len(data) - 4)
+    r.pos = len(MAGIC)
+    major, minor, hlen = r.unpack("<HHI", "version and header length")
+    if major != VERSION[0]:
+        raise FormatError(f"unsupported .dcz format version {major}.{minor} (this reader reads {VERSION[0]}.x)")
+    try:
+        header = json.loads(r.take(hlen, "header").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"header at offset {len(MAGIC) + 8} is not valid UTF-8 JSON: {e}") from e
+    if not isinstance(header, dict):
+        raise FormatError("header is not a JSON object")
+    (count,) = r.unpack("<I", "tensor count")
+    if count > (r.end - r.pos) // 5:
+        raise FormatError(f"tensor count {count} at offset {r.pos - 4} is larger than the file can hold")
+    tensors, infos = {}, []
+    for _ in range(count):
+        name, arr, info = _read_record(r)
+        if name in tensors:
+            raise FormatError(f"tensor {name!r} appears twice")
+        tensors[name] = arr
+        infos.append(info)
+    if r.pos != r.end:
+        raise FormatError(f"{r.end - r.pos} unexpected bytes after the last record at offset {r.pos}")
+    return DczFile(header, tensors, infos, len(data))
+
+
+def read_dcz(path: str | os.PathLike) -> DczFile:
+    """Read and fully decode a .dcz file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such .dcz file: {path}")
+    try:
+        return decode_dcz(path.read_bytes())
+    except FormatError as e:
+        raise FormatError(f"{path}: {e}") from e

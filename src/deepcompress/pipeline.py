@@ -1,0 +1,207 @@
+"""The three-stage Deep Compression pipeline: prune → trained quantization → Huffman-coded .dcz.
+
+    train (or load) baseline → [prune → retrain] × rounds → k-means weight sharing → centroid
+    fine-tuning → encode .dcz → reload the model from the file → evaluate it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ._io import atomic_write_text
+from .checkpoint import save_checkpoint
+from .format.dcz import read_dcz
+from .format.model import model_from_dcz, round_for_storage, save_model
+from .prune import (
+    apply_mask,
+    check_layer_names,
+    current_mask,
+    current_weight,
+    magnitude_mask,
+    prunable_layers,
+    remove_masks,
+    resolve_layer_setting,
+    sparsity_report,
+)
+from .quantize import share_layer
+from .quantize.sharing import shared_state
+from .recipe import PruneStage, QuantizeStage, Recipe
+from .report import dense_bytes, layer_rows, markdown_table, totals
+from .training import TrainConfig, evaluate, fit, resolve_device, set_seed
+
+
+@dataclass
+class Data:
+    """Train and test sets of one task."""
+
+    train: Dataset
+    test: Dataset
+    name: str = ""
+
+
+def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g if shuffle else None)
+
+
+class Pipeline:
+    """Runs a :class:`Recipe` on a model and data, logging every stage into ``self.results``."""
+
+    def __init__(self, recipe: Recipe, data: Data, device: str | torch.device | None = None,
+                 progress: bool = True) -> None:
+        self.recipe, self.data = recipe, data
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.results: dict[str, Any] = {"model": recipe.model, "data": data.name, "recipe": recipe.to_dict(),
+                                        "device": str(self.device), "seconds": {}}
+        self._test = _loader(data.test, 1000, False, 0)
+
+    def _eval(self, model: nn.Module) -> dict[str, float]:
+        return evaluate(model, self._test, self.device)
+
+    def _fit(self, model: nn.Module, cfg: TrainConfig, desc: str) -> None:
+        if cfg.epochs:
+            fit(model, _loader(self.data.train, cfg.batch_size, True, cfg.seed), cfg, device=self.device,
+                desc=desc, progress=self.progress)
+
+    def _log(self, msg: str) -> None:
+        if self.progress:
+            print(msg, flush=True)
+
+    # ------------------------------------------------------------------ stages
+    def train_baseline(self, model: nn.Module) -> None:
+        t = time.perf_counter()
+        self._fit(model, self.recipe.train, "baseline")
+        m = self._eval(model)
+        self.results["baseline"] = {**m, "seconds": time.perf_counter() - t}
+        self._log(f"baseline: accuracy {m['accuracy']:.4f} (error {100 * m['error']:.2f}%)")
+
+    def prune(self, model: nn.Module, stage: PruneStage) -> None:
+        t = time.perf_counter()
+        layers = prunable_layers(model)
+        setting = stage.sparsity if stage.sparsity is not None else stage.quality
+        check_layer_names(setting, layers, "prune.sparsity" if stage.sparsity is not None else "prune.quality")
+        rounds = []
+        for r in range(1, stage.rounds + 1):
+            for name, module in layers.items():
+                value = resolve_layer_setting(setting, name, module)
+                if value is None:
+                    continue
+                if stage.sparsity is not None:
+                    target = 1 - (1 - value) ** (r / stage.rounds)  # geometric steps in the kept fraction
+                    mask = magnitude_mask(current_weight(module), current_mask(module), sparsity=target)
+                else:
+                    mask = magnitude_mask(current_weight(module), current_mask(module), quality=value)
+                apply_mask(module, mask)
+            before = self._eval(model)
+            cfg = TrainConfig.from_dict({**stage.retrain.to_dict(), "seed": stage.retrain.seed + r})
+            self._fit(model, cfg, f"retrain {r}/{stage.rounds}")
+            after = self._eval(model)
+            rep = sparsity_report(model)
+            rounds.append({"round": r, "accuracy_pruned": before["accuracy"], "accuracy": after["accuracy"],
+                           "error": after["error"], "log_loss": after["log_loss"], "layers": rep})
+            self._log(f"prune round {r}/{stage.rounds}: "
+                      + ", ".join(f"{k} {100 * (1 - v['sparsity']):.1f}%" for k, v in rep.items())
+                      + f" kept; accuracy {before['accuracy']:.4f} → {after['accuracy']:.4f} after retraining")
+        remove_masks(model)
+        self.results["prune"] = {"rounds": rounds, "seconds": time.perf_counter() - t, **rounds[-1]}
+
+    def quantize(self, model: nn.Module, stage: QuantizeStage) -> None:
+        t = time.perf_counter()
+        remove_masks(model)
+        layers = prunable_layers(model)
+        check_layer_names(stage.bits, layers, "quantize.bits")
+        per_layer = {}
+        for name, module in layers.items():
+            bits = resolve_layer_setting(stage.bits, name, module)
+            if bits is None:
+                continue
+            per_layer[name] = {"bits": bits, **share_layer(module, bits, stage.init, self.recipe.seed,
+                                                           stage.max_iter)}
+        before = self._eval(model)
+        self._fit(model, stage.finetune, "centroid fine-tuning")
+        after = self._eval(model)
+        self.results["quantize"] = {"layers": per_layer, "accuracy_kmeans": before["accuracy"],
+                                    "accuracy": after["accuracy"], "error": after["error"],
+                                    "log_loss": after["log_loss"], "seconds": time.perf_counter() - t}
+        self._log(f"quantized: accuracy {before['accuracy']:.4f} after k-means → {after['accuracy']:.4f} "
+                  "after centroid fine-tuning")
+
+    def encode(self, model: nn.Module, path: str | os.PathLike) -> nn.Module:
+        """Write the .dcz, reload the model from it, check it is bit-exact and evaluate it."""
+        t = time.perf_counter()
+        enc = self.recipe.encode
+        round_for_storage(model, enc.raw_dtype, enc.codebook_dtype)
+        in_memory = self._eval(model)
+        records = save_model(model, path, enc.index_bits, enc.raw_dtype, enc.codebook_dtype,
+                             meta={"recipe": self.recipe.model, "seed": self.recipe.seed})
+        dcz = read_dcz(path)
+        decoded = model_from_dcz(dcz, self.device)
+        ref, _ = shared_state(model)
+        got = decoded.state_dict()
+        bit_exact = all(torch.equal(ref[k].cpu().to(got[k].dtype), got[k].cpu()) for k in ref)
+        final = self._eval(decoded)
+        total = totals(records, dcz.size, dense_bytes(model))
+        self.results.update(
+            final={**final, "source": str(path)}, in_memory=in_memory, bit_exact=bit_exact,
+            **{k: total[k] for k in ("dense_bytes", "file_bytes", "compression_ratio")},
+            totals=total, layers=layer_rows(records))
+        self.results["seconds"]["encode"] = time.perf_counter() - t
+        self._log(f"wrote {path}: {total['file_bytes']:,} bytes, {total['compression_ratio']:.1f}× smaller than "
+                  f"{total['dense_bytes']:,} dense fp32 bytes; decoded model accuracy {final['accuracy']:.4f} "
+                  f"(error {100 * final['error']:.2f}%), bit-exact: {bit_exact}")
+        return decoded
+
+    def run(self, model: nn.Module, out_path: str | os.PathLike, train_baseline: bool = True,
+            baseline_path: str | os.PathLike | None = None) -> nn.Module:
+        """All stages; returns the model decoded from the written .dcz.
+
+        With ``train_baseline`` the model is first trained with the recipe's ``train`` settings (and saved
+        to ``baseline_path`` when given); otherwise it is taken as already trained.
+        """
+        set_seed(self.recipe.seed)
+        start = time.perf_counter()
+        model.to(self.device)
+        if train_baseline:
+            self.train_baseline(model)
+            if baseline_path is not None:
+                save_checkpoint(baseline_path, model, {"baseline": self.results["baseline"]})
+        else:
+            self.results["baseline"] = {**self._eval(model), "seconds": 0.0, "given": True}
+        if self.recipe.prune is not None:
+            self.prune(model, self.recipe.prune)
+        if self.recipe.quantize is not None:
+            self.quantize(model, self.recipe.quantize)
+        decoded = self.encode(model, out_path)
+        for stage in ("baseline", "prune", "quantize"):
+            if stage in self.results:
+                self.results["seconds"][stage] = self.results[stage]["seconds"]
+        self.results["seconds"]["total"] = time.perf_counter() - start
+        return decoded
+
+    def write_reports(self, json_path: str | os.PathLike, markdown_path: str | os.PathLike) -> None:
+        """The results as JSON and the report as Markdown."""
+        atomic_write_text(json_path, json.dumps(self.results, indent=2, default=float) + "\n")
+        atomic_write_text(markdown_path, self.markdown() + "\n")
+
+    def markdown(self) -> str:
+        r = self.results
+        lines = [f"# {r['model']} compressed", "",
+                 markdown_table(r["layers"], r["totals"]), "",
+                 f"- dense fp32 parameters: {r['dense_bytes']:,} bytes",
+                 f"- .dcz file: {r['file_bytes']:,} bytes → **{r['compression_ratio']:.1f}×**",
+                 f"- baseline top-1 error: {100 * r['baseline']['error']:.2f}%",
+                 f"- decoded model top-1 error: {100 * r['final']['error']:.2f}% "
+                 f"(accuracy {r['final']['accuracy']:.4f}, log-loss {r['final']['log_loss']:.4f}, "
+                 f"n = {r['final']['n']})",
+                 f"- decoded weights bit-exact with the in-memory model: {r['bit_exact']}"]
+        return "\n".join(lines)

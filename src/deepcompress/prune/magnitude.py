@@ -1,0 +1,128 @@
+"""Magnitude pruning (Han et al., NeurIPS 2015) with masks that keep pruned weights at exactly zero.
+
+Masks are applied with :mod:`torch.nn.utils.prune` (a ``weight_orig`` parameter, a ``weight_mask``
+buffer and a forward pre-hook), so gradients reaching pruned positions are zero and the effective
+weight there stays exactly zero through any optimiser step.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+
+def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Layers whose ``weight`` is pruned and quantized: every Linear and Conv{1,2,3}d, by module name."""
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    return {name: m for name, m in model.named_modules() if isinstance(m, kinds)}
+
+
+def layer_kind(module: nn.Module) -> str:
+    """"fc" for Linear layers, "conv" for convolutions (the paper's two index widths)."""
+    return "fc" if isinstance(module, nn.Linear) else "conv"
+
+
+def resolve_layer_setting(settings: Any, name: str, module: nn.Module) -> Any:
+    """Pick one layer's value from a per-layer mapping.
+
+    ``settings`` is a scalar (same for every layer) or a mapping whose keys are exact layer names,
+    glob patterns (``features.*``), the layer kinds ``conv``/``fc``, or ``default``; the first of
+    those that matches wins, in that order. Returns ``None`` when nothing matches.
+    """
+    if not isinstance(settings, Mapping):
+        return settings
+    if name in settings:
+        return settings[name]
+    for pattern, value in settings.items():
+        if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(name, pattern):
+            return value
+    kind = layer_kind(module)
+    if kind in settings:
+        return settings[kind]
+    return settings.get("default")
+
+
+def check_layer_names(settings: Any, layers: Mapping[str, nn.Module], what: str) -> None:
+    """Raise ValueError if a per-layer mapping names a layer that does not exist."""
+    if not isinstance(settings, Mapping):
+        return
+    for key in settings:
+        if key in ("default", "conv", "fc") or key in layers:
+            continue
+        if any(c in key for c in "*?[") and any(fnmatch.fnmatchcase(n, key) for n in layers):
+            continue
+        raise ValueError(f"{what}: no layer named {key!r}; layers are {', '.join(layers)}")
+
+
+def current_weight(module: nn.Module) -> torch.Tensor:
+    """The effective (masked) weight of a layer, pruned or not."""
+    if prune.is_pruned(module) and hasattr(module, "weight_orig"):
+        return module.weight_orig.detach() * module.weight_mask
+    return module.weight.detach()
+
+
+def current_mask(module: nn.Module) -> torch.Tensor:
+    """The layer's keep-mask (all ones when it was never pruned)."""
+    mask = getattr(module, "weight_mask", None)
+    return mask.detach().clone() if mask is not None else torch.ones_like(module.weight, dtype=torch.float32)
+
+
+def magnitude_mask(weight: torch.Tensor, old_mask: torch.Tensor, sparsity: float | None = None,
+                   quality: float | None = None) -> torch.Tensor:
+    """A new keep-mask that is a subset of ``old_mask``.
+
+    Exactly one of ``sparsity`` (fraction of the layer's weights to be zero, in [0, 1)) and
+    ``quality`` (Han's rule: prune |w| < quality × std of the surviving weights) is given.
+    """
+    if (sparsity is None) == (quality is None):
+        raise ValueError("give exactly one of sparsity and quality")
+    mag = (weight * old_mask).abs().flatten()
+    if sparsity is not None:
+        if not 0.0 <= sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+        keep = max(int(round((1.0 - sparsity) * mag.numel())), 1)
+        keep = min(keep, int(old_mask.sum().item()))
+        new = torch.zeros_like(mag)
+        # stable tie-break: topk on magnitude, ties resolved by index order
+        new[torch.topk(mag, keep, sorted=False).indices] = 1.0
+    else:
+        if quality < 0:
+            raise ValueError(f"quality must be >= 0, got {quality}")
+        survivors = weight[old_mask.bool()]
+        std = survivors.std().item() if survivors.numel() > 1 else 0.0
+        new = (mag > quality * std).float()
+    return new.view_as(old_mask) * old_mask
+
+
+def apply_mask(module: nn.Module, mask: torch.Tensor) -> None:
+    """Install ``mask`` on ``module.weight`` (replacing any earlier mask) and zero the pruned values."""
+    if prune.is_pruned(module):
+        with torch.no_grad():
+            module.weight_orig.mul_(mask)
+            module.weight_mask.copy_(mask)
+        return
+    with torch.no_grad():
+        module.weight.mul_(mask)
+    prune.custom_from_mask(module, "weight", mask.to(module.weight.device))
+
+
+def remove_masks(model: nn.Module) -> None:
+    """Make pruning permanent: ``weight`` becomes a plain parameter holding zeros where pruned."""
+    for module in prunable_layers(model).values():
+        if prune.is_pruned(module):
+            prune.remove(module, "weight")
+
+
+def sparsity_report(model: nn.Module) -> dict[str, dict[str, float]]:
+    """Per-layer weight count, non-zeros and sparsity."""
+    out = {}
+    for name, module in prunable_layers(model).items():
+        w = current_weight(module)
+        nnz = int((w != 0).sum().item())
+        out[name] = {"weights": w.numel(), "nonzero": nnz, "sparsity": 1 - nnz / max(w.numel(), 1)}
+    return out

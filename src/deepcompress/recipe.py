@@ -1,0 +1,156 @@
+"""Compression recipes (YAML or TOML): the settings of every pipeline stage, Distiller/SparseML style.
+
+Per-layer settings (``sparsity``, ``quality``, ``bits``, ``index_bits``) are a single value or a
+mapping whose keys are layer names, glob patterns, ``conv``/``fc`` or ``default``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .quantize import INITS
+from .training import TrainConfig
+
+
+@dataclass
+class PruneStage:
+    method: str = "magnitude"
+    sparsity: Any = None  # final per-layer sparsity targets
+    quality: Any = None  # or Han's threshold rule: |w| < quality × std
+    rounds: int = 1  # prune → retrain iterations reaching the targets
+    retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))
+
+
+@dataclass
+class QuantizeStage:
+    bits: Any = field(default_factory=lambda: {"conv": 8, "fc": 5})
+    init: str = "linear"
+    max_iter: int = 300
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))
+
+
+@dataclass
+class EncodeStage:
+    index_bits: Any = field(default_factory=lambda: {"conv": 8, "fc": 5})
+    raw_dtype: str = "float32"
+    codebook_dtype: str = "float32"
+
+
+@dataclass
+class Recipe:
+    """Every setting of a compression run."""
+
+    model: str = "lenet-300-100"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneStage | None = field(default_factory=PruneStage)
+    quantize: QuantizeStage | None = field(default_factory=QuantizeStage)
+    encode: EncodeStage = field(default_factory=EncodeStage)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _bad(section: str, keys: set[str], known: set[str]) -> None:
+    if keys - known:
+        raise ValueError(f"recipe section {section!r}: unknown key(s) {sorted(keys - known)}; "
+                         f"known: {sorted(known)}")
+
+
+def _check_fraction(value: Any, what: str) -> None:
+    values = value.values() if isinstance(value, dict) else [value]
+    for v in values:
+        if v is not None and not (isinstance(v, (int, float)) and 0 <= v < 1):
+            raise ValueError(f"{what} must be in [0, 1), got {v!r}")
+
+
+def _check_bits(value: Any, what: str, allow_auto: bool = False) -> None:
+    values = value.values() if isinstance(value, dict) else [value]
+    for v in values:
+        if allow_auto and v == "auto":
+            continue
+        if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16):
+            raise ValueError(f"{what} must be integers in 1..16{' or auto' if allow_auto else ''}, got {v!r}")
+
+
+def recipe_from_dict(d: dict[str, Any]) -> Recipe:
+    """Build and validate a :class:`Recipe` from a parsed mapping (missing sections get defaults)."""
+    if not isinstance(d, dict):
+        raise ValueError("a recipe must be a mapping")
+    d = dict(d)
+    _bad("top level", set(d), {"model", "model_kwargs", "seed", "train", "prune", "quantize", "encode"})
+    r = Recipe(model=d.get("model", "lenet-300-100"), model_kwargs=dict(d.get("model_kwargs") or {}),
+               seed=int(d.get("seed", 0)), train=TrainConfig.from_dict(d.get("train")))
+    if "prune" in d and d["prune"] is None:
+        r.prune = None
+    elif "prune" in d:
+        p = dict(d["prune"])
+        _bad("prune", set(p), {"method", "sparsity", "quality", "rounds", "retrain"})
+        r.prune = PruneStage(method=p.get("method", "magnitude"), sparsity=p.get("sparsity"),
+                             quality=p.get("quality"), rounds=int(p.get("rounds", 1)),
+                             retrain=TrainConfig.from_dict({"epochs": 0, **(p.get("retrain") or {})}))
+        if r.prune.method != "magnitude":
+            raise ValueError(f"prune.method {r.prune.method!r} is not supported (supported: magnitude)")
+        if (r.prune.sparsity is None) == (r.prune.quality is None):
+            raise ValueError("prune: give exactly one of 'sparsity' and 'quality'")
+        _check_fraction(r.prune.sparsity, "prune.sparsity")
+        if r.prune.rounds < 1:
+            raise ValueError(f"prune.rounds must be >= 1, got {r.prune.rounds}")
+    else:
+        r.prune = None
+    if "quantize" in d and d["quantize"] is None:
+        r.quantize = None
+    else:
+        q = dict(d.get("quantize") or {})
+        _bad("quantize", set(q), {"bits", "init", "max_iter", "finetune"})
+        r.quantize = QuantizeStage(bits=q.get("bits", {"conv": 8, "fc": 5}), init=q.get("init", "linear"),
+                                   max_iter=int(q.get("max_iter", 300)),
+                                   finetune=TrainConfig.from_dict({"epochs": 0, **(q.get("finetune") or {})}))
+        _check_bits(r.quantize.bits, "quantize.bits")
+        if r.quantize.init not in INITS:
+            raise ValueError(f"quantize.init must be one of {', '.join(INITS)}, got {r.quantize.init!r}")
+    e = dict(d.get("encode") or {})
+    _bad("encode", set(e), {"index_bits", "raw_dtype", "codebook_dtype"})
+    r.encode = EncodeStage(index_bits=e.get("index_bits", {"conv": 8, "fc": 5}),
+                           raw_dtype=e.get("raw_dtype", "float32"),
+                           codebook_dtype=e.get("codebook_dtype", "float32"))
+    _check_bits(r.encode.index_bits, "encode.index_bits", allow_auto=True)
+    for key in ("raw_dtype", "codebook_dtype"):
+        if getattr(r.encode, key) not in ("float32", "float16"):
+            raise ValueError(f"encode.{key} must be float32 or float16, got {getattr(r.encode, key)!r}")
+    return r
+
+
+def load_recipe(path: str | os.PathLike) -> Recipe:
+    """Read a recipe from a ``.yaml``/``.yml`` or ``.toml`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        d = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot parse recipe: {e}") from e
+    try:
+        return recipe_from_dict(d or {})
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from e
+
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+def builtin_recipe(name: str) -> Recipe:
+    """A recipe shipped with the package (``lenet-300-100``, ``lenet-5``, ``demo``)."""
+    path = RECIPES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+        raise ValueError(f"no built-in recipe {name!r}; built-in recipes: {', '.join(known)}")
+    return load_recipe(path)
