@@ -79,8 +79,9 @@ def save_model(model: nn.Module, path: str | os.PathLike, index_bits: Any = None
     return write_dcz(path, header, tensors, specs)
 
 
-def _expected_shapes(max_elements: int) -> ExpectShapes:
-    """An ``expect`` hook for :func:`read_dcz`: the shapes of the model the header describes."""
+def model_shapes(max_elements: int) -> ExpectShapes:
+    """An ``expect`` hook for :func:`read_dcz`/:func:`decode_dcz`: the state_dict shapes of the model that
+    the header describes (FormatError when it cannot be built or exceeds ``max_elements``)."""
 
     def expect(header: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         info = parse_info(header.get("model"), FormatError)
@@ -91,7 +92,7 @@ def _expected_shapes(max_elements: int) -> ExpectShapes:
 
 def read_model_dcz(path: str | os.PathLike, max_elements: int = DEFAULT_MAX_ELEMENTS) -> DczFile:
     """Read a .dcz, refusing (before decoding) any tensor the model in its header does not have."""
-    return read_dcz(path, max_elements, _expected_shapes(max_elements))
+    return read_dcz(path, max_elements, model_shapes(max_elements))
 
 
 def model_from_dcz(dcz: DczFile, device: str | torch.device = "cpu",
