@@ -1,4 +1,9 @@
-"""Checkpoints as safetensors files: weights plus the JSON needed to rebuild the model. No pickle."""
+"""Checkpoints as safetensors files: weights plus the JSON needed to rebuild the model. No pickle.
+
+A checkpoint is untrusted input: it is parsed by safetensors (never unpickled, so a ``torch.save``
+file with a malicious ``__reduce__`` is refused unread), its model description is type-checked, and
+the model is sized on the ``meta`` device before it is built.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._io import atomic_path
-from .models import ModelInfo, create_model, model_info
+from .models import ModelInfo, model_info
+from .models.untrusted import build_untrusted, parse_info
 
 
 class CheckpointError(ValueError):
@@ -46,10 +52,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelInfo, dict[str, torch
     if meta.get("format") != "deepcompress-checkpoint":
         raise CheckpointError(f"{path} is a safetensors file but not a deepcompress checkpoint "
                               "(no 'format: deepcompress-checkpoint' metadata)")
-    try:
-        info = ModelInfo.from_dict(json.loads(meta["model"]))
+    try:  # (CheckpointError from parse_info is a ValueError too)
+        info = parse_info(json.loads(meta["model"]), CheckpointError)
         extra = json.loads(meta.get("extra", "{}"))
-    except (KeyError, json.JSONDecodeError, ValueError) as e:
+    except (KeyError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{path}: malformed checkpoint metadata: {e}") from e
     return info, tensors, extra
 
@@ -57,8 +63,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelInfo, dict[str, torch
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model stored in a checkpoint and load its weights (strictly)."""
     info, tensors, extra = read_checkpoint(path)
-    model = create_model(info.arch, **info.kwargs)
-    model.dc_info = info
+    # a model larger than the tensors in its file cannot load them: refuse it before allocating it
+    model = build_untrusted(info, sum(t.numel() for t in tensors.values()), CheckpointError)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

@@ -330,10 +330,10 @@ def decode_dcz(data: bytes, max_elements: int = DEFAULT_MAX_ELEMENTS, expect: Ex
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise FormatError("expected bytes")
     data = bytes(data)
-    if len(data) < len(MAGIC) + 16:
-        raise FormatError(f"file too short to be a .dcz ({len(data)} bytes)")
     if data[:len(MAGIC)] != MAGIC:
         raise FormatError("not a .dcz file (bad magic bytes at offset 0)")
+    if len(data) < len(MAGIC) + 16:
+        raise FormatError(f"file too short to be a .dcz ({len(data)} bytes)")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         raise FormatError(f"checksum mismatch: CRC-32 stored at offset {len(data) - 4} does not match the "
