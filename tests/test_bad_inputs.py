@@ -91,6 +91,8 @@ def test_pickle_checkpoints_are_refused_unexecuted(tmp_path, capsys):
 
 @pytest.mark.parametrize("model,match", [
     ('{"arch": "lenet-300-100", "kwargs": {"num_classes": 1000000000}}', "over the limit"),
+    ('{"arch": "lenet-300-100", "kwargs": {"num_classes": 12}}', r"'fc3.weight' is \(10, 100\) in the file"),
+    ('{"arch": "lenet-5"}', "weights do not match model 'lenet-5'"),
     ('{"arch": "lenet-300-100", "kwargs": {"num_classes": "ten"}}', "cannot build"),
     ('{"arch": "nope"}', "unknown model"),
     ('{"arch": "lenet-300-100", "class_names": 3}', "class_names"),
@@ -101,6 +103,13 @@ def test_checkpoint_metadata_is_checked(tmp_path, model, match):
     tensors = {k: v.contiguous() for k, v in create_model("lenet-300-100").state_dict().items()}
     save_file(tensors, str(path), metadata={"format": "deepcompress-checkpoint", "model": model})
     with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+def test_safetensors_without_checkpoint_metadata(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="not a deepcompress checkpoint"):
         load_checkpoint(path)
 
 

@@ -18,8 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._io import atomic_path
+from .format.dcz import DEFAULT_MAX_ELEMENTS
 from .models import ModelInfo, model_info
-from .models.untrusted import build_untrusted, parse_info
+from .models.untrusted import build_untrusted, parse_info, reference_state
 
 
 class CheckpointError(ValueError):
@@ -63,8 +64,20 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelInfo, dict[str, torch
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model stored in a checkpoint and load its weights (strictly)."""
     info, tensors, extra = read_checkpoint(path)
-    # a model larger than the tensors in its file cannot load them: refuse it before allocating it
-    model = build_untrusted(info, sum(t.numel() for t in tensors.values()), CheckpointError)
+    # compare with the model's shapes on the meta device first: a mismatched (or absurdly large)
+    # model is refused before anything is allocated
+    try:
+        reference = reference_state(info, DEFAULT_MAX_ELEMENTS, CheckpointError)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    expected = {k: tuple(t.shape) for k, t in reference.items()}
+    stored = {k: tuple(t.shape) for k, t in tensors.items()}
+    if expected != stored:
+        key = sorted(set(expected) ^ set(stored)) or [k for k in expected if expected[k] != stored[k]]
+        raise CheckpointError(f"{path}: weights do not match model {info.arch!r}: {key[0]!r} is "
+                              f"{stored.get(key[0], 'missing')} in the file, {expected.get(key[0], 'absent')} "
+                              "in the model")
+    model = build_untrusted(info, CheckpointError)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

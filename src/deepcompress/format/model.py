@@ -115,7 +115,7 @@ def model_from_dcz(dcz: DczFile, device: str | torch.device = "cpu",
     missing = sorted(set(reference) - set(dcz.tensors))
     if missing:
         raise FormatError(f"file lacks tensors of model {info.arch!r}: {', '.join(missing[:5])}")
-    model = build_untrusted(info, max_elements, FormatError)
+    model = build_untrusted(info, FormatError)
     model.dc_meta = dcz.header.get("meta", {})
     state = {key: torch.from_numpy(np.array(arr)).to(reference[key].dtype) for key, arr in dcz.tensors.items()}
     try:
