@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from deepcompress.errors import FormatError
 from deepcompress.format.dcz import MAGIC, SharedTensor, decode_dcz, encode_dcz, read_dcz
-from deepcompress.format.model import load_model, model_from_dcz, read_model_dcz, round_for_storage
+from deepcompress.format.model import load_model, model_from_dcz, read_model_dcz, round_for_storage, save_model
 from deepcompress.quantize import shared_state
 
 
@@ -54,8 +54,6 @@ def test_round_trip_is_bit_exact(tmp_path, arch, raw_dtype, codebook_dtype, inde
     model = compressed_model(arch, sparsity=0.9, bits=4, shared_layers=2)
     round_for_storage(model, raw_dtype, codebook_dtype)
     path = tmp_path / "m.dcz"
-    from deepcompress.format.model import save_model
-
     records = save_model(model, path, index_bits, raw_dtype, codebook_dtype)
     assert {r.encoding for r in records} == {"raw", "shared"}
     expected, shared = shared_state(model)
