@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         if args.debug:
             raise
-        print(f"deepcompress {args.command}: error: {e}", file=sys.stderr)
+        message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"deepcompress {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
