@@ -2,12 +2,11 @@ import json
 
 import pytest
 import yaml
+from conftest import shared_dataset
 
 from deepcompress.checkpoint import save_checkpoint
 from deepcompress.cli import main
 from deepcompress.models import create_model
-
-from .conftest import shared_dataset
 
 TINY_RECIPE = {
     "model": "lenet-300-100",
