@@ -17,6 +17,10 @@ from deepcompress.format.dcz import read_dcz
 from deepcompress.format.model import load_model, save_model
 from deepcompress.models import create_model, list_models
 
+# zoo models whose graphs have hundreds of nodes: tracing them takes 5-60 s each on two busy cores
+SLOW = {"efficientnet-b0", "mnasnet0_5", "mnasnet1_0", "mobilenet-v1", "mobilenet-v2", "mobilenet-v3-large",
+        "mobilenet-v3-small", "nasnet-a-mobile", "resnet50"}
+
 
 def _small(name: str) -> torch.nn.Module:
     """A fresh registry model with 5 classes and, for ImageNet-size models, 64×64 inputs."""
@@ -27,7 +31,8 @@ def _small(name: str) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in list_models()])
 def test_export_every_registered_model(name: str, tmp_path: Path) -> None:
     model = _small(name)
     x = torch.randn(3, *model.dc_info.input_size, generator=torch.Generator().manual_seed(0))

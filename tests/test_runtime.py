@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +155,10 @@ def test_runtime_never_imports_torch(tiny_dcz: Path, colour_files: list[Path]) -
 
 def test_runtime_reports_broken_graph(tiny_dcz: Path) -> None:
     dcz = read_dcz(tiny_dcz)
-    dcz.sections = {"graph.onnx": b"not a graph"}
+    dcz.sections = {"graph.onnx": b"not zlib"}
+    with pytest.raises(FormatError, match="not valid zlib"):
+        runtime.Model(dcz)
+    dcz.sections = {"graph.onnx": zlib.compress(b"not a graph")}
     with pytest.raises(FormatError, match="ONNX Runtime cannot load"):
         runtime.Model(dcz)
     dcz.sections = {}

@@ -46,8 +46,8 @@ def test_predict_multipart_and_raw(client: TestClient, colour_files: list[Path])
     assert raw.status_code == 200 and raw.json()["label"] == "red"
 
 
-@pytest.mark.parametrize("case", ["empty", "text", "truncated", "truncated-png", "too-big", "too-big-raw", "no-file", "form-urlencoded",
-                                  "wrong-field", "empty-raw"])
+@pytest.mark.parametrize("case", ["empty", "text", "truncated", "truncated-png", "too-big", "too-big-raw", "no-file",
+                                  "form-urlencoded", "wrong-field", "empty-raw"])
 def test_bad_uploads_get_clear_4xx(client: TestClient, colour_files: list[Path], case: str) -> None:
     jpeg = colour_files[0].read_bytes()
     png = next(p for p in colour_files if p.suffix == ".png").read_bytes()

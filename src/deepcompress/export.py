@@ -1,11 +1,12 @@
 """ONNX export (needs PyTorch and ``onnx``): a full ``.onnx`` file, or the network graph stored in a .dcz.
 
 The graph stored in a .dcz (section ``graph.onnx``, described by ``header["graph"]``) is the ONNX graph
-*without* the model's parameters: :mod:`deepcompress.runtime` fills them in from the decoded tensors, by
-state_dict name, so the weights are stored once, compressed. A trailing chain of fully connected layers
-(``Flatten``/``Gemm``/``Relu``, e.g. a classifier head) is cut off the ONNX graph and listed in
-``header["graph"]["tail"]`` instead, so that the runtime can run those layers with its sparse codebook
-kernel; the ONNX graph ("trunk") then ends at the tail's input (for an all-fc net there is no trunk).
+*without* the model's parameters, zlib-compressed: :mod:`deepcompress.runtime` fills the parameters in
+from the decoded tensors, by state_dict name, so the weights are stored once, compressed. A trailing
+chain of fully connected layers (``Flatten``/``Gemm``/``Relu``, e.g. a classifier head) is cut off the
+ONNX graph and listed in ``header["graph"]["tail"]`` instead, so that the runtime can run those layers
+with its sparse codebook kernel; the ONNX graph ("trunk") then ends at the tail's input (for an all-fc
+net there is no trunk).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +149,10 @@ def graph_section(model: nn.Module) -> tuple[dict[str, Any], bytes]:
     inputs = [v for v in g.input if v.name == INPUT]
     del g.input[:]
     g.input.extend(inputs)
-    entry = {"format": "onnx", "opset": OPSET, "input": INPUT, "trunk_output": trunk_output,
+    entry = {"format": "onnx", "opset": OPSET, "compression": "zlib", "input": INPUT, "trunk_output": trunk_output,
              "section": GRAPH_SECTION if trunk_output != INPUT else None, "initializers": initializers,
              "tail": tail, "macs": count_macs(model)}
-    data = proto.SerializeToString() if entry["section"] else b""
+    data = zlib.compress(proto.SerializeToString(), 9) if entry["section"] else b""
     return entry, data
 
 

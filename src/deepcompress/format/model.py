@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -87,8 +88,9 @@ def model_from_dcz(dcz: DczFile, device: str | torch.device = "cpu") -> nn.Modul
     model = create_model(info.arch, **info.kwargs)
     model.dc_info = info
     model.dc_meta = dcz.header.get("meta", {})
-    state = {}
     reference = model.state_dict()
+    state = OrderedDict()
+    state._metadata = getattr(reference, "_metadata", None)  # per-module versions (e.g. torchvision MNASNet)
     for key, arr in dcz.tensors.items():
         if key not in reference:
             raise FormatError(f"tensor {key!r} does not belong to model {info.arch!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -130,6 +131,12 @@ class Model:
         section = dcz.sections.get(graph["section"])
         if section is None:
             raise FormatError(f"header names graph section {graph['section']!r}, which the file lacks")
+        if graph.get("compression") != "zlib":
+            raise FormatError(f"unknown graph compression {graph.get('compression')!r} (this runtime reads zlib)")
+        try:
+            section = zlib.decompress(section)
+        except zlib.error as e:
+            raise FormatError(f"graph section is not valid zlib data: {e}") from e
         inits = {}
         for name, dtype in graph.get("initializers", {}).items():
             if name not in dcz.tensors:
