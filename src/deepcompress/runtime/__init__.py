@@ -3,8 +3,9 @@
 A .dcz with a stored graph (``deepcompress export FILE --embed-graph``) carries an ONNX graph without
 weights plus a short list of trailing fully connected layers (see :mod:`deepcompress.export`). The
 runtime decodes the Huffman/codebook/sparse tensors, fills them into the graph as initializers and runs
-it with ONNX Runtime; the fully connected tail runs in numpy, using :class:`SparseCodebookLinear` for
-weight-shared layers whenever it is faster than the dense product (timed once per batch size).
+it with ONNX Runtime. Each layer of the fully connected tail runs either as a dense ONNX Runtime Gemm or,
+for weight-shared layers, with :class:`SparseCodebookLinear` — whichever is faster, timed once per
+batch size (``fc_kernel="auto"``).
 
     >>> from deepcompress.runtime import load
     >>> model = load("leaf.dcz")
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from ..errors import FormatError
 from ..format.dcz import DczFile, read_dcz
-from ._onnx import with_initializers
+from ._onnx import gemm_model, with_initializers
 from .energy import energy_per_inference_pj
 from .images import ImageError, open_image, to_input
 from .kernels import SparseCodebookLinear
@@ -42,22 +44,33 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-class _Linear:
-    """One fc layer of the tail: dense numpy product, or the sparse codebook kernel where faster."""
+def _session(model: bytes, threads: int | None) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for bad graphs
+        raise FormatError(f"ONNX Runtime cannot load the stored graph: {e}") from e
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray | None, sparse: SparseCodebookLinear | None,
-                 mode: str) -> None:
-        self.weight, self.bias, self.sparse, self.mode = weight, bias, sparse, mode
+
+class _Linear:
+    """One fc layer of the tail: a dense ONNX Runtime Gemm, or the sparse codebook kernel where faster."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray | None, shared: bool, mode: str,
+                 threads: int | None) -> None:
+        self.session = _session(gemm_model(weight, bias), threads) if mode != "sparse" or not shared else None
+        self.sparse = SparseCodebookLinear(weight, bias) if shared and mode != "dense" else None
         self.use_sparse: dict[int, bool] = {}  # batch size → choice, filled by timing in "auto" mode
 
     def dense(self, x: np.ndarray) -> np.ndarray:
-        y = x @ self.weight.T
-        return y + self.bias if self.bias is not None else y
+        return self.session.run(None, {"x": x})[0]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.sparse is None or self.mode == "dense":
+        if self.sparse is None:
             return self.dense(x)
-        if self.mode == "sparse":
+        if self.session is None:
             return self.sparse(x)
         n = x.shape[0]
         if n not in self.use_sparse:
@@ -71,20 +84,20 @@ class _Linear:
         return self.sparse(x) if self.use_sparse[n] else self.dense(x)
 
 
-def _tail_op(op: list, tensors: dict[str, np.ndarray], shared: set[str], mode: str) -> Callable:
+def _tail_op(op: list, tensors: dict[str, np.ndarray], shared: set[str], mode: str,
+             threads: int | None) -> Callable:
     kind = op[0]
     if kind == "relu":
         return lambda x: np.maximum(x, 0, dtype=np.float32)
     if kind == "flatten":
-        return lambda x: x.reshape(x.shape[0], -1)
+        return lambda x: np.ascontiguousarray(x.reshape(x.shape[0], -1))
     if kind == "linear":
         _, wname, bname = op
         if wname not in tensors or (bname is not None and bname not in tensors):
             raise FormatError(f"graph tail names tensors missing from the file: {wname}, {bname}")
         w = np.asarray(tensors[wname], dtype=np.float32)
         b = None if bname is None else np.asarray(tensors[bname], dtype=np.float32)
-        sparse = SparseCodebookLinear(w, b) if wname in shared and mode != "dense" else None
-        return _Linear(w, b, sparse, mode)
+        return _Linear(w, b, wname in shared, mode, threads)
     raise FormatError(f"unknown graph tail operation {kind!r}")
 
 
@@ -123,11 +136,9 @@ class Model:
         if graph.get("section"):
             self._session = self._open_session(dcz, graph, threads)
         shared = {r.name for r in dcz.records if r.encoding == "shared"}
-        self._tail = [_tail_op(op, dcz.tensors, shared, fc_kernel) for op in graph.get("tail", [])]
+        self._tail = [_tail_op(op, dcz.tensors, shared, fc_kernel, threads) for op in graph.get("tail", [])]
 
-    def _open_session(self, dcz: DczFile, graph: dict[str, Any], threads: int | None) -> Any:
-        import onnxruntime as ort
-
+    def _open_session(self, dcz: DczFile, graph: dict[str, Any], threads: int | None) -> ort.InferenceSession:
         section = dcz.sections.get(graph["section"])
         if section is None:
             raise FormatError(f"header names graph section {graph['section']!r}, which the file lacks")
@@ -142,16 +153,7 @@ class Model:
             if name not in dcz.tensors:
                 raise FormatError(f"graph needs tensor {name!r}, which the file lacks")
             inits[name] = np.asarray(dcz.tensors[name], dtype=dtype)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            session = ort.InferenceSession(with_initializers(section, inits), opts,
-                                           providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for bad graphs
-            raise FormatError(f"ONNX Runtime cannot load the stored graph: {e}") from e
-        return session
+        return _session(with_initializers(section, inits), threads)
 
     @property
     def energy_pj(self) -> float | None:
