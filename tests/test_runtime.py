@@ -172,3 +172,20 @@ def test_energy_estimate() -> None:
     # 1 MAC = 4.6 pJ; 8 bytes = two 32-bit DRAM words = 1280 pJ; a partial word counts as a whole one
     assert runtime.energy_per_inference_pj(10, 8) == pytest.approx(46 + 1280)
     assert runtime.energy_per_inference_pj(0, 5) == pytest.approx(1280)
+
+
+def test_image_preprocessing_matches_the_zoo_convention() -> None:
+    # 64×48 → shorter side round(32 / 0.875) = 37 → 49×37 (int(37 * 64 / 48)) → centre crop 32×32
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8))
+    x = runtime.to_input(img, [3, 32, 32], [0.5, 0.4, 0.3], [0.2, 0.2, 0.2])
+    resized = np.asarray(img.resize((49, 37), Image.Resampling.BICUBIC), np.float32) / 255
+    left, top = round((49 - 32) / 2), round((37 - 32) / 2)
+    expected = (resized[top:top + 32, left:left + 32] - [0.5, 0.4, 0.3]) / 0.2
+    np.testing.assert_allclose(x[0], expected.transpose(2, 0, 1), atol=1e-6)
+    gray = runtime.to_input(img, [1, 28, 28], [0.1307], [0.3081])
+    assert gray.shape == (1, 1, 28, 28) and gray.dtype == np.float32
+    with pytest.raises(runtime.ImageError, match="unsupported image mode LAB"):
+        runtime.to_input(Image.new("LAB", (40, 30)), [1, 28, 28], None, None)
+    with pytest.raises(ValueError, match="not an image"):
+        runtime.to_input(img, [64], None, None)

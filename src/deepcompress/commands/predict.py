@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from ..format.dcz import read_dcz
 from ..runtime import FC_KERNELS, ImageError, Model
@@ -40,7 +41,7 @@ def open_model(path: str, fc_kernel: str = "auto") -> Model:
                              "run `deepcompress export FILE --embed-graph` where they are") from e
         print(f"note: {path} stores no network graph; building it with PyTorch "
               "(`deepcompress export FILE --embed-graph` stores it once)", file=sys.stderr)
-        dcz, _ = with_graph(dcz, open(path, "rb").read())
+        dcz, _ = with_graph(dcz, Path(path).read_bytes())
         dcz.size = os.path.getsize(path)
     return Model(dcz, fc_kernel)
 

@@ -66,7 +66,10 @@ def to_input(img: Image.Image, input_size: Sequence[int], mean: Sequence[float] 
     if len(input_size) != 3 or input_size[0] not in (1, 3):
         raise ValueError(f"model input size {list(input_size)} is not an image ([1 or 3, H, W])")
     c, h, w = input_size
-    img = img.convert("L" if c == 1 else "RGB")
+    try:
+        img = img.convert("L" if c == 1 else "RGB")
+    except ValueError as e:
+        raise ImageError(f"unsupported image mode {img.mode}: {e}", "not-image") from e
     img = _resize_shorter(img, int(round(max(h, w) / CROP_FRACTION)))
     left, top = int(round((img.width - w) / 2.0)), int(round((img.height - h) / 2.0))
     img = img.crop((left, top, left + w, top + h))
