@@ -153,6 +153,16 @@ def test_runtime_never_imports_torch(tiny_dcz: Path, colour_files: list[Path]) -
     assert done.stdout.strip() == "red"
 
 
+def test_cli_loads_without_the_deploy_extra() -> None:
+    code = ("import sys\nfor name in ('onnxruntime', 'onnx', 'fastapi', 'uvicorn', 'playwright'):\n"
+            "    sys.modules[name] = None  # as if not installed\n"
+            "from deepcompress.cli import build_parser\n"
+            "build_parser().parse_args(['predict', 'm.dcz', 'leaf.jpg'])\n")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_runtime_reports_broken_graph(tiny_dcz: Path) -> None:
     dcz = read_dcz(tiny_dcz)
     dcz.sections = {"graph.onnx": b"not zlib"}

@@ -9,7 +9,7 @@ batch size (``fc_kernel="auto"``).
 
     >>> from deepcompress.runtime import load
     >>> model = load("leaf.dcz")
-    >>> model.classify(open("leaf.jpg", "rb").read(), top_k=3)
+    >>> model.classify("leaf.jpg", top_k=3).top
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from ..errors import FormatError
 from ..format.dcz import DczFile, read_dcz
@@ -44,7 +43,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _session(model: bytes, threads: int | None) -> ort.InferenceSession:
+def _session(model: bytes, threads: int | None) -> Any:
+    """An ONNX Runtime CPU session (onnxruntime is imported here, so that the CLI loads without it)."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
@@ -138,7 +140,7 @@ class Model:
         shared = {r.name for r in dcz.records if r.encoding == "shared"}
         self._tail = [_tail_op(op, dcz.tensors, shared, fc_kernel, threads) for op in graph.get("tail", [])]
 
-    def _open_session(self, dcz: DczFile, graph: dict[str, Any], threads: int | None) -> ort.InferenceSession:
+    def _open_session(self, dcz: DczFile, graph: dict[str, Any], threads: int | None) -> Any:
         section = dcz.sections.get(graph["section"])
         if section is None:
             raise FormatError(f"header names graph section {graph['section']!r}, which the file lacks")
