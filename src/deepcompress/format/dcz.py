@@ -4,6 +4,8 @@ A .dcz holds a JSON header (model architecture and constructor arguments, class 
 normalisation) and one record per state_dict tensor. Pruned, weight-shared tensors are stored as a
 codebook plus two canonical-Huffman-coded streams: cluster indices of the non-zero weights and
 relative position gaps of fixed width (with filler entries). Everything else is stored raw.
+Format 1.1 adds optional named byte sections after the records (e.g. ``graph.onnx``, the network
+graph for :mod:`deepcompress.runtime`); files without sections are written as 1.0, byte for byte.
 A CRC-32 of the whole file closes it. No pickle anywhere.
 """
 
