@@ -4,6 +4,8 @@ A .dcz holds a JSON header (model architecture and constructor arguments, class 
 normalisation) and one record per state_dict tensor. Pruned, weight-shared tensors are stored as a
 codebook plus two canonical-Huffman-coded streams: cluster indices of the non-zero weights and
 relative position gaps of fixed width (with filler entries). Everything else is stored raw.
+Format 1.1 adds optional named byte sections after the records (e.g. ``graph.onnx``, the network
+graph for :mod:`deepcompress.runtime`); files without sections are written as 1.0, byte for byte.
 A CRC-32 of the whole file closes it. No pickle anywhere.
 """
 
@@ -28,6 +30,7 @@ from ..errors import CodingError, FormatError
 
 MAGIC = b"\x89DCZ\r\n\x1a\n"
 VERSION = (1, 0)
+VERSION_SECTIONS = (1, 1)  # written only when the file carries named sections after the records
 RAW, SHARED = 0, 1
 DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: np.dtype("<i8"), 3: np.dtype("<i4"), 4: np.dtype("u1")}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
@@ -75,6 +78,7 @@ class DczFile:
     tensors: dict[str, np.ndarray]
     records: list[RecordInfo] = field(default_factory=list)
     size: int = 0
+    sections: dict[str, bytes] = field(default_factory=dict)  # named byte blobs (format 1.1), e.g. "graph.onnx"
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -120,12 +124,37 @@ def _encode_shared(t: SharedTensor, numel: int) -> tuple[bytes, dict[str, int]]:
     return body, stats
 
 
-def encode_dcz(header: dict[str, Any], tensors: dict[str, np.ndarray],
-               shared: dict[str, SharedTensor] | None = None) -> tuple[bytes, list[RecordInfo]]:
-    """Serialise a header and tensors (shared ones given as :class:`SharedTensor`) to .dcz bytes."""
-    shared = shared or {}
+def _encode_head(header: dict[str, Any], version: tuple[int, int]) -> bytes:
     head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    parts = [MAGIC, struct.pack("<HHI", *VERSION, len(head)), head, struct.pack("<I", len(tensors))]
+    return MAGIC + struct.pack("<HHI", *version, len(head)) + head
+
+
+def _encode_sections(sections: dict[str, bytes]) -> bytes:
+    """Section block (format 1.1): u32 count, then per section u16 name length, UTF-8 name, u64 size, bytes."""
+    parts = [struct.pack("<I", len(sections))]
+    for name, blob in sections.items():
+        bname = name.encode("utf-8")
+        if not 0 < len(bname) < 2**16:
+            raise FormatError(f"section name {name!r} must be 1..65535 bytes of UTF-8")
+        parts += [struct.pack("<H", len(bname)), bname, struct.pack("<Q", len(blob)), bytes(blob)]
+    return b"".join(parts)
+
+
+def _finish(head: bytes, records: bytes, sections: dict[str, bytes] | None) -> bytes:
+    body = head + records + (_encode_sections(sections) if sections else b"")
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def encode_dcz(header: dict[str, Any], tensors: dict[str, np.ndarray],
+               shared: dict[str, SharedTensor] | None = None,
+               sections: dict[str, bytes] | None = None) -> tuple[bytes, list[RecordInfo]]:
+    """Serialise a header and tensors (shared ones given as :class:`SharedTensor`) to .dcz bytes.
+
+    ``sections`` (named byte blobs, e.g. an ONNX graph) make it a format 1.1 file; without them the
+    bytes are exactly format 1.0.
+    """
+    shared = shared or {}
+    parts = [struct.pack("<I", len(tensors))]
     infos = []
     for name, arr in tensors.items():
         arr = np.asarray(arr)
@@ -148,16 +177,26 @@ def encode_dcz(header: dict[str, Any], tensors: dict[str, np.ndarray],
             rec = rec_head + bytes([RAW]) + dims + bytes([DTYPE_CODES[dt]]) + arr.astype(dt).tobytes()
             infos.append(RecordInfo(name, "raw", arr.shape, len(rec), str(arr.dtype)))
         parts.append(rec)
-    body = b"".join(parts)
-    return body + struct.pack("<I", zlib.crc32(body)), infos
+    head = _encode_head(header, VERSION_SECTIONS if sections else VERSION)
+    return _finish(head, b"".join(parts), sections), infos
 
 
 def write_dcz(path: str | os.PathLike, header: dict[str, Any], tensors: dict[str, np.ndarray],
-              shared: dict[str, SharedTensor] | None = None) -> list[RecordInfo]:
+              shared: dict[str, SharedTensor] | None = None,
+              sections: dict[str, bytes] | None = None) -> list[RecordInfo]:
     """Encode and write atomically; returns the per-record details."""
-    data, infos = encode_dcz(header, tensors, shared)
+    data, infos = encode_dcz(header, tensors, shared, sections)
     atomic_write_bytes(path, data)
     return infos
+
+
+def replace_extras(data: bytes, header: dict[str, Any], sections: dict[str, bytes]) -> bytes:
+    """Copy .dcz bytes with a new header and sections; the tensor records are kept byte for byte."""
+    dcz = decode_dcz(data)
+    start = len(MAGIC) + 8 + struct.unpack_from("<I", data, len(MAGIC) + 4)[0]
+    end = start + 4 + sum(r.bytes for r in dcz.records)
+    head = _encode_head(header, VERSION_SECTIONS if sections else VERSION)
+    return _finish(head, bytes(data[start:end]), sections)
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -319,6 +358,25 @@ def _read_record(r: _Reader, budget: int, expect: Mapping[str, tuple[int, ...]] 
     return name, values.reshape(shape), info
 
 
+def _read_sections(r: _Reader) -> dict[str, bytes]:
+    (count,) = r.unpack("<I", "section count")
+    if count > (r.end - r.pos) // 11:
+        raise FormatError(f"section count {count} at offset {r.pos - 4} is larger than the file can hold")
+    sections: dict[str, bytes] = {}
+    for _ in range(count):
+        at = r.pos
+        (nlen,) = r.unpack("<H", "section name length")
+        try:
+            name = r.take(nlen, "section name").decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FormatError(f"section name at offset {at + 2} is not UTF-8") from e
+        if not name or name in sections:
+            raise FormatError(f"section at offset {at} has an empty or repeated name {name!r}")
+        (size,) = r.unpack("<Q", f"section {name!r} size")
+        sections[name] = r.take(size, f"section {name!r}")
+    return sections
+
+
 def decode_dcz(data: bytes, max_elements: int = DEFAULT_MAX_ELEMENTS, expect: ExpectShapes | None = None) -> DczFile:
     """Parse .dcz bytes, validating every field; raises :class:`FormatError` on any problem.
 
@@ -365,9 +423,10 @@ def decode_dcz(data: bytes, max_elements: int = DEFAULT_MAX_ELEMENTS, expect: Ex
         budget -= arr.size
         tensors[name] = arr
         infos.append(info)
+    sections = _read_sections(r) if (major, minor) >= VERSION_SECTIONS else {}
     if r.pos != r.end:
         raise FormatError(f"{r.end - r.pos} unexpected bytes after the last record at offset {r.pos}")
-    return DczFile(header, tensors, infos, len(data))
+    return DczFile(header, tensors, infos, len(data), sections)
 
 
 def read_dcz(path: str | os.PathLike, max_elements: int = DEFAULT_MAX_ELEMENTS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,9 @@ def model_from_dcz(dcz: DczFile, device: str | torch.device = "cpu",
         raise FormatError(f"file lacks tensors of model {info.arch!r}: {', '.join(missing[:5])}")
     model = build_untrusted(info, FormatError)
     model.dc_meta = dcz.header.get("meta", {})
-    state = {key: torch.from_numpy(np.array(arr)).to(reference[key].dtype) for key, arr in dcz.tensors.items()}
+    state = OrderedDict((key, torch.from_numpy(np.array(arr)).to(reference[key].dtype))
+                        for key, arr in dcz.tensors.items())
+    state._metadata = getattr(model.state_dict(), "_metadata", None)  # module versions (e.g. torchvision MNASNet)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
