@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepcompress.errors import FormatError
+from deepcompress.export import with_graph
 from deepcompress.format.dcz import MAGIC, SharedTensor, decode_dcz, encode_dcz, read_dcz
 from deepcompress.format.model import load_model, model_from_dcz, read_model_dcz, round_for_storage, save_model
 from deepcompress.quantize import shared_state
@@ -193,6 +194,92 @@ def test_bit_count_beyond_the_file_and_nonzero_bits_of_a_zero_bit_code():
         bad = rec[:at] + struct.pack("<Q", value) + rec[at + 8:]
         with pytest.raises(FormatError, match=match):
             decode_dcz(_file(bad, 1))
+
+
+# ------------------------------------------------------------------------- section block (format 1.1)
+
+def _block(*sections: tuple[bytes, bytes], count: int | None = None) -> bytes:
+    """A section block from (name bytes, payload) pairs; ``count`` overrides the section count."""
+    out = struct.pack("<I", len(sections) if count is None else count)
+    return out + b"".join(struct.pack("<H", len(n)) + n + struct.pack("<Q", len(p)) + p for n, p in sections)
+
+
+_RAW = struct.pack("<H", 1) + b"x" + bytes([0, 0, 4, 7])  # tensor x: raw u8 scalar 7
+
+
+def test_sections_round_trip_and_set_the_minor_version():
+    tensors = {"x": np.arange(3, dtype=np.float32)}
+    plain, _ = encode_dcz({"a": 1}, tensors)
+    assert plain[8:12] == b"\x01\x00\x00\x00" and encode_dcz({"a": 1}, tensors, sections={})[0] == plain
+    blobs = {"z": b"\x00" * 3, "graph.onnx": b"\x78\x9c", "x": b""}  # order kept; may share a tensor's name
+    data, _ = encode_dcz({"a": 1}, tensors, sections=blobs)
+    assert data[8:12] == b"\x01\x00\x01\x00"
+    # the same bytes as 1.0 up to the records, then the block (u32 count; u16 name length, name, u64 size, bytes)
+    block = _block(*((k.encode(), v) for k, v in blobs.items()))
+    assert data[:10] + data[12:-4] == plain[:10] + plain[12:-4] + block
+    dcz = decode_dcz(data)
+    assert list(dcz.sections.items()) == list(blobs.items()) and np.array_equal(dcz.tensors["x"], tensors["x"])
+    assert decode_dcz(recrc(data[:10] + b"\x07\x00" + data[12:])).sections == blobs  # any minor >= 1 has the block
+    with pytest.raises(FormatError, match="unexpected bytes"):  # minor 0: the block is left over, as in a 1.0 reader
+        decode_dcz(recrc(data[:10] + b"\x00\x00" + data[12:]))
+    assert decode_dcz(_file(_RAW + _block(), 1, version=(1, 1))).sections == {}
+
+
+@pytest.mark.parametrize("block,match", [
+    (b"", "truncated file: section count"),
+    (_block(count=2**32 - 1) + bytes(44), "section count 4294967295"),
+    (_block((b"", b"x")), "empty or repeated name ''"),
+    (_block((b"a", b""), (b"b", b"1"), (b"a", b"2")), "empty or repeated name 'a'"),
+    (_block((b"\xc3\x28", b"")), "not UTF-8"),
+    (struct.pack("<IH", 1, 100) + b"a" * 20, "truncated file: section name needs 100"),
+    (_block((b"a", b"xy"))[:-1], "section 'a' needs 2 bytes"),
+    (_block((b"a", b""))[:-8] + struct.pack("<Q", 2**64 - 1), "section 'a' needs 18446744073709551615"),
+    (_block((b"a", b"x" * 12), (b"b", b""))[:-4], "truncated file: section 'b' size"),
+    (_block((b"a", b"x")) + b"\x00", "1 unexpected bytes"),
+    (_block((b"a", b"x"), count=0), "12 unexpected bytes"),
+])
+def test_bad_section_blocks(block, match):
+    with pytest.raises(FormatError, match=match):
+        decode_dcz(_file(_RAW + block, 1, version=(1, 1)))
+
+
+def test_writer_refuses_bad_section_names():
+    for name in ["", "x" * 2**16]:
+        with pytest.raises(FormatError, match="section name"):
+            encode_dcz({}, {}, sections={name: b""})
+
+
+def _block_fields(data: bytes, start: int) -> list[tuple[int, str]]:
+    """(offset, field) of the section block starting at ``start``, then the CRC and the end."""
+    (count,) = struct.unpack_from("<I", data, start)
+    out, pos = [(start, "section count")], start + 4
+    for _ in range(count):
+        (nlen,) = struct.unpack_from("<H", data, pos)
+        (size,) = struct.unpack_from("<Q", data, pos + 2 + nlen)
+        out += [(pos, "name length"), (pos + 2, "name"), (pos + 2 + nlen, "size"), (pos + 10 + nlen, "payload")]
+        pos += 10 + nlen + size
+    assert pos + 4 == len(data)
+    return [*out, (pos, "crc"), (pos + 4, "end")]
+
+
+def test_embedded_graph_block_truncations_and_flips(sample):
+    dcz, data = with_graph(decode_dcz(sample), sample)
+    assert data[8:12] == b"\x01\x00\x01\x00" and list(dcz.sections) == ["graph.onnx"]
+    (old, new) = (struct.unpack_from("<I", d, 12)[0] for d in (sample, data))
+    start = len(sample) - 4 + new - old  # the records are copied byte for byte; only the header grew
+    assert data[16 + new:start] == sample[16 + old:-4]
+    fields = _block_fields(data, start)
+    for n in sorted({c for o, _ in fields for c in (o - 1, o, o + 1) if start <= c < len(data)}):
+        assert outcome(data[:n]) == "FormatError", n
+        assert outcome(with_crc(data[:n - 4])) == "FormatError", n
+    for offset, what in fields[:-2]:
+        for bit in (0, 7):
+            flipped = bytearray(data)
+            flipped[offset] ^= 1 << bit
+            assert outcome(bytes(flipped)) == "FormatError"  # the CRC covers the block
+            got = outcome(recrc(bytes(flipped)))
+            if what in ("section count", "size"):  # structure: any other value misplaces the end
+                assert got == "FormatError", (what, bit)
 
 
 # ------------------------------------------------------------------------------ model_from_dcz headers

@@ -7,7 +7,10 @@
  *     tensor <name as hex> <kind> <ndim> <dim>...
  *     <values, space separated>
  * where kind is f32 or f16 (values as the hex of their bit patterns) or i64, i32, u8 (decimal).
- * Shared tensors decode to f32. On any malformed input prints "error: ..." to stderr and exits 1.
+ * Shared tensors decode to f32. Then, for a file with a section block (minor version >= 1), one line
+ * per section in file order:
+ *     section <name as hex> <payload size> <CRC-32 of the payload, 8 hex digits>
+ * On any malformed input prints "error: ..." to stderr and exits 1.
  * Whether the header is a JSON object and the names are UTF-8 is left to the caller (the test).
  */
 #include <stdint.h>
@@ -141,7 +144,7 @@ int main(int argc, char **argv) {
     if (crc32(data, end) != (uint32_t)le(data + end, 4)) fail("CRC mismatch");
     pos = 8;
     if (rd(2, "major") != 1) fail("unsupported major version");
-    rd(2, "minor");
+    uint64_t minor = rd(2, "minor");
     uint64_t hlen = rd(4, "header length");
     const uint8_t *header = take(hlen, "header"); /* JSON: parsed by the caller, not needed here */
     printf("header ");
@@ -225,7 +228,28 @@ int main(int argc, char **argv) {
         printf("\n");
         free(values);
     }
-    if (pos != end) fail("bytes left after the last record");
+    if (minor >= 1) { /* section block (format 1.1) */
+        uint64_t s = rd(4, "section count");
+        if (s > (end - pos) / 11) fail("section count larger than the file can hold");
+        names = realloc(names, sizeof(uint8_t *) * (s ? s : 1));
+        name_lens = realloc(name_lens, sizeof(uint64_t) * (s ? s : 1));
+        if (!names || !name_lens) fail("out of memory");
+        for (uint64_t t = 0; t < s; t++) {
+            uint64_t nlen = rd(2, "section name length");
+            if (nlen == 0) fail("empty section name");
+            const uint8_t *name = take(nlen, "section name");
+            for (uint64_t u = 0; u < t; u++)
+                if (name_lens[u] == nlen && !memcmp(names[u], name, nlen)) fail("duplicate section name");
+            names[t] = name;
+            name_lens[t] = nlen;
+            uint64_t size = rd(8, "section size");
+            const uint8_t *payload = take(size, "section payload");
+            printf("section ");
+            for (uint64_t i = 0; i < nlen; i++) printf("%02x", name[i]);
+            printf(" %llu %08x\n", (unsigned long long)size, crc32(payload, size));
+        }
+    }
+    if (pos != end) fail("bytes left after the last record or section");
     free(names);
     free(name_lens);
     free(data);
