@@ -14,7 +14,10 @@ COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "be
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepcompress", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="deepcompress",
+        description="Deep Compression for PyTorch: prune, quantize and Huffman-code models into .dcz files; "
+                    "evaluate, inspect and deploy them.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

@@ -425,7 +425,7 @@ def decode_dcz(data: bytes, max_elements: int = DEFAULT_MAX_ELEMENTS, expect: Ex
         infos.append(info)
     sections = _read_sections(r) if (major, minor) >= VERSION_SECTIONS else {}
     if r.pos != r.end:
-        raise FormatError(f"{r.end - r.pos} unexpected bytes after the last record at offset {r.pos}")
+        raise FormatError(f"{r.end - r.pos} unexpected bytes at offset {r.pos}, after the last record or section")
     return DczFile(header, tensors, infos, len(data), sections)
 
 
