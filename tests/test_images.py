@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _imgutil import make_image_folder
+
 from deepcompress.data import DataError, is_image_folder, load_eval_folder, load_image_data, stratified_split
 from deepcompress.data.images import BadImageWarning, ImageListDataset, scan_image_folder, write_split_file
 
