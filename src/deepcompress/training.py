@@ -157,6 +157,20 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, worker
                       persistent_workers=workers > 0)
 
 
+def sync_buffers(model: nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) across ranks and copy the others
+    from rank 0, so that every rank holds the same model (DDP only syncs parameters)."""
+    if world_size() <= 1:
+        return
+    n = world_size()
+    for b in model.buffers():
+        if b.is_floating_point():
+            dist.all_reduce(b.data)
+            b.data /= n
+        else:
+            dist.broadcast(b.data, 0)
+
+
 def _agree(flag: bool, device: torch.device) -> bool:
     """Rank 0's decision, on every rank."""
     if world_size() <= 1:
@@ -415,6 +429,7 @@ def fit(
             if i % 5 == 0:
                 bar.set_postfix(loss=f"{total / max(count, 1):.4f}", acc=f"{correct / max(count, 1):.3f}")
         if distributed:
+            sync_buffers(model)
             t = torch.tensor([total, correct, count], dtype=torch.float64, device=device)
             dist.all_reduce(t)
             total, correct, count = t[0].item(), int(t[1].item()), int(t[2].item())
