@@ -144,8 +144,8 @@ def train_classifier(model_name: str, data: str | os.PathLike, cfg: TrainConfig,
     prep = prepare_data(data, probe, image_size, seed=cfg.seed, strict=strict, **(split_options or {}))
     del probe
     set_seed(cfg.seed)
-    model = create_model(model_name, num_classes=len(prep.classes), pretrained=pretrained,
-                         **(model_kwargs or {}))
+    kwargs = {**(model_kwargs or {}), **({"pretrained": True} if pretrained else {})}
+    model = create_model(model_name, num_classes=len(prep.classes), **kwargs)
     info = model_info(model)
     info.class_names = list(prep.classes)
     info.input_size = list(prep.input_size)

@@ -296,13 +296,17 @@ def read_split_file(path: str | os.PathLike) -> dict[str, str]:
 def write_split_file(path: str | os.PathLike, root: str | os.PathLike,
                      splits: dict[str, list[tuple[Path, int]]]) -> None:
     """Record a split as CSV ``image,split,label`` (paths relative to ``root``) so that it can be reused."""
+    import io
+
     from .._io import atomic_write_text
 
-    lines = ["image,split,label"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "split", "label"])
     for split in SPLITS:
         for p, y in splits.get(split, []):
-            lines.append(f"{_rel(p, Path(root))},{split},{y}")
-    atomic_write_text(path, "\n".join(lines) + "\n")
+            w.writerow([_rel(p, Path(root)), split, y])
+    atomic_write_text(path, buf.getvalue())
 
 
 def _rel(p: Path, root: Path) -> str:
