@@ -90,6 +90,7 @@ def test_classification_metrics_match_sklearn():
         assert m["per_class"][c]["f1"] == pytest.approx(f1_score(labels, pred, **kw))
 
 
+@pytest.mark.filterwarnings("ignore::deepcompress.data.BadImageWarning")
 def test_train_command_on_a_tiny_image_folder(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data", 8, size=20)
     (data / "rust" / "broken.jpg").write_bytes(b"not a jpeg")
@@ -116,6 +117,17 @@ def test_train_command_on_a_tiny_image_folder(tmp_path, capsys):
                "--image-size", "32", "--epochs", "1", "--quiet", "--strict"])
     assert rc == 2
     assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_training_is_repeatable_on_cpu(tmp_path):
+    from deepcompress.finetune import default_config, train_classifier
+
+    data = make_image_folder(tmp_path / "data", 6, size=20)
+    cfg = default_config(False, epochs=2, batch_size=4, seed=7)
+    runs = [train_classifier("squeezenet1_1", data, cfg, image_size=32, progress=False) for _ in range(2)]
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert runs[0].metrics == runs[1].metrics
 
 
 def test_train_command_rejects_bad_input(tmp_path, capsys):
