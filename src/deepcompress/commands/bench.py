@@ -10,7 +10,7 @@ from pathlib import Path
 from ..bench import bench_models
 from ..finetune import default_config
 from ..training import resolve_device
-from .train import add_data_args, add_optim_args, resolve_workers, split_options
+from .train import add_data_args, add_optim_args, apply_threads, resolve_workers, split_options
 
 HELP = "benchmarks: 'models' trains several zoo models with one budget and tabulates them"
 DEFAULT_MODELS = ["squeezenet1_1", "mobilenet-v2", "mobilenet-v1", "efficientnet-lite0", "nasnet-a-mobile",
@@ -40,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_threads(args)
     device = resolve_device(args.device)
     over = {"epochs": args.epochs if args.epochs is not None else 8, "batch_size": args.batch_size,
             "lr": args.lr, "optimizer": args.optimizer, "weight_decay": args.weight_decay,
