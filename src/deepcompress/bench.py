@@ -127,6 +127,11 @@ def write_plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
         ax.annotate(f"{r['model']}\n{r['gflops']:.2f} GFLOPs", (r["fp32_mb"], 100 * r["accuracy"]),
                     textcoords="offset points", xytext=(8, 6), fontsize=8)
     ax.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(FormatStrFormatter("%.0f"))
+    ax.margins(x=0.25, y=0.12)
     ax.set_xlabel("fp32 model size (MB, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=10)
@@ -165,6 +170,12 @@ def write_tables(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any]
         write_plot(out / "models.png", rows,
                    f"{Path(settings['data']).name}: {settings['epochs']} epochs "
                    f"at {settings['image_size']} px")
+
+
+def rewrite_outputs(out: str | os.PathLike) -> None:
+    """Re-write models.md / .csv / .png from an existing models.json."""
+    saved = json.loads((Path(out) / "models.json").read_text())
+    write_tables(Path(out), saved["models"], saved["settings"])
 
 
 def bench_models(data: str | os.PathLike, models: list[str], out: str | os.PathLike, cfg: TrainConfig, *,
