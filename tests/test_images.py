@@ -10,8 +10,17 @@ import pytest
 import torch
 from _imgutil import make_image_folder
 
-from deepcompress.data import DataError, is_image_folder, load_eval_folder, load_image_data, stratified_split
-from deepcompress.data.images import BadImageWarning, ImageListDataset, scan_image_folder, write_split_file
+from deepcompress.data import DataError
+from deepcompress.data.images import (
+    BadImageWarning,
+    ImageListDataset,
+    is_image_folder,
+    load_eval_folder,
+    load_image_data,
+    scan_image_folder,
+    stratified_split,
+    write_split_file,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -90,7 +90,7 @@ def test_classification_metrics_match_sklearn():
         assert m["per_class"][c]["f1"] == pytest.approx(f1_score(labels, pred, **kw))
 
 
-@pytest.mark.filterwarnings("ignore::deepcompress.data.BadImageWarning")
+@pytest.mark.filterwarnings("ignore::deepcompress.data.images.BadImageWarning")
 def test_train_command_on_a_tiny_image_folder(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data", 8, size=20)
     (data / "rust" / "broken.jpg").write_bytes(b"not a jpeg")

@@ -24,8 +24,8 @@ from torch.utils.data import Dataset, Subset
 
 from ._io import atomic_write_text
 from .checkpoint import save_checkpoint
-from .data import DataError, is_image_folder, is_mnist_folder, load_mnist
-from .data.images import eval_transform, load_image_data, train_transform, write_split_file
+from .data import DataError, is_mnist_folder, load_mnist
+from .data.images import eval_transform, is_image_folder, load_image_data, train_transform, write_split_file
 from .models import create_model, model_info
 from .training import (
     TrainConfig,
