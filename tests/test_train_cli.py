@@ -151,3 +151,14 @@ def test_bench_models_writes_table_and_plot(tmp_path):
     assert (out / "models.csv").read_text().startswith("model,pretrained,params")
     assert "| squeezenet1_1 |" in (out / "models.md").read_text()
     assert (out / "models.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_command_on_a_label_csv(tmp_path):
+    root = make_image_folder(tmp_path / "imgs", 6, size=20)
+    rows = [f"{p.relative_to(tmp_path).as_posix()},{p.parent.name}" for p in sorted(root.rglob("*.*"))]
+    (tmp_path / "train.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert main(["train", "--model", "squeezenet1_1", "--data", str(tmp_path / "train.csv"),
+                 "--out", str(out), "--image-size", "32", "--epochs", "1", "--batch-size", "4",
+                 "--quiet"]) == 0
+    assert model_info(load_checkpoint(out / "best.safetensors")).class_names == ["healthy", "rust"]
