@@ -151,8 +151,8 @@ def split_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    apply_threads(args)
     device = init_distributed(args.device)
+    apply_threads(args)  # after init_distributed, which shares the cores between CPU ranks
     try:
         if is_main_process():
             out.mkdir(parents=True, exist_ok=True)
