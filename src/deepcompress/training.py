@@ -1,18 +1,30 @@
-"""A plain, seeded training loop with evaluation (accuracy, top-1 error, log-loss)."""
+"""A plain, seeded training loop with evaluation (accuracy, top-1 error, log-loss).
+
+Beyond the plain loop, :func:`fit` does (all off by default, so the compression pipeline's calls keep
+their meaning): a frozen-backbone warm-up (``freeze_epochs`` head-only epochs), early stopping on the
+validation set with the best weights restored (``patience`` / ``restore_best``), a wall-clock budget
+(``max_minutes``), mixed precision on CUDA (``amp``), channels-last memory on CPU/GPU (``channels_last``)
+and DistributedDataParallel when a process group is initialised (``torchrun --nproc_per_node N``; see
+:func:`init_distributed` and :func:`make_loader`). Every rank evaluates the whole validation set, so
+early-stopping decisions agree across ranks; only rank 0 should write files (:func:`is_main_process`).
+"""
 
 from __future__ import annotations
 
 import math
+import os
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 
@@ -32,8 +44,15 @@ class TrainConfig:
     label_smoothing: float = 0.0
     batch_size: int = 128
     grad_clip: float | None = None
-    channels_last: bool = False  # NHWC memory layout: much faster convolutions on CPU
     seed: int = 0
+    freeze_epochs: int = 0  # head-only epochs first (backbone frozen, in eval mode); part of ``epochs``
+    head_lr: float | None = None  # learning rate of the head-only epochs (default: lr)
+    patience: int | None = None  # early stopping: epochs without validation improvement
+    monitor: str = "accuracy"  # accuracy (ties broken by log_loss) | log_loss
+    restore_best: bool = False  # load the best-on-validation weights at the end
+    max_minutes: float | None = None  # wall-clock budget; training stops after the epoch that exceeds it
+    amp: bool = True  # mixed precision (CUDA only)
+    channels_last: bool = False  # channels-last memory format for 4-D inputs
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -46,6 +65,14 @@ class TrainConfig:
             raise ValueError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.freeze_epochs <= max(self.epochs, 0):
+            raise ValueError(f"freeze_epochs must be in [0, epochs], got {self.freeze_epochs}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.monitor not in {"accuracy", "log_loss"}:
+            raise ValueError(f"monitor must be accuracy or log_loss, got {self.monitor!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> TrainConfig:
@@ -62,9 +89,95 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Per-epoch training loss and validation metrics."""
+    """Per-epoch training loss and validation metrics, and where the best epoch was."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped: str = "completed"  # completed | early_stopping | time_budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "best_epoch": self.best_epoch, "stopped": self.stopped}
+
+
+# ----------------------------------------------------------------------------------------- distributed
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (or when not distributed): the only process that should write files."""
+    return rank() == 0
+
+
+def init_distributed(device: str | torch.device | None = None) -> torch.device:
+    """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1):
+    NCCL on CUDA (one GPU per local rank), gloo on CPU. Returns this process's device.
+    Without torchrun it does nothing and returns :func:`resolve_device`'s answer."""
+    dev = resolve_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return dev
+    if dev.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cpu":  # share the cores instead of oversubscribing them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_world_size()))
+    return dev
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, workers: int = 0, seed: int = 0,
+                drop_last: bool = False, distributed: bool | None = None,
+                pin_memory: bool = False) -> DataLoader:
+    """A seeded DataLoader; with a process group (and ``shuffle``), a DistributedSampler shards it."""
+    if distributed is None:
+        distributed = world_size() > 1 and shuffle
+    g = torch.Generator()
+    g.manual_seed(seed)
+    sampler = None
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    from .data.images import seed_worker
+
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                      sampler=sampler, num_workers=workers, drop_last=drop_last, generator=g,
+                      worker_init_fn=seed_worker if workers else None, pin_memory=pin_memory,
+                      persistent_workers=workers > 0)
+
+
+def sync_buffers(model: nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) across ranks and copy the others
+    from rank 0, so that every rank holds the same model (DDP only syncs parameters)."""
+    if world_size() <= 1:
+        return
+    n = world_size()
+    for b in model.buffers():
+        if b.is_floating_point():
+            dist.all_reduce(b.data)
+            b.data /= n
+        else:
+            dist.broadcast(b.data, 0)
+
+
+def _agree(flag: bool, device: torch.device) -> bool:
+    """Rank 0's decision, on every rank."""
+    if world_size() <= 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
 
 
 def set_seed(seed: int) -> None:
@@ -78,7 +191,24 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/"auto" → CUDA when present, else CPU."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def head_module(model: nn.Module) -> nn.Module:
+    """The classifier layer: ``model.dc_head`` (set by the zoo builders) or the last Linear layer."""
+    name = getattr(model, "dc_head", None)
+    if name:
+        return model.get_submodule(name)
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    if last is None:
+        raise ValueError("cannot find the classifier head (no dc_head and no nn.Linear)")
+    return last
 
 
 def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -113,6 +243,8 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
     correct, nll, n = 0, 0.0, 0
     for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
         x, y = x.to(device), y.to(device)
+        if x.dim() == 4 and _is_channels_last(model):
+            x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x).float()
         nll += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -121,6 +253,74 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
     if n == 0:
         raise ValueError("evaluation data is empty")
     return {"accuracy": correct / n, "error": 1 - correct / n, "log_loss": nll / n, "n": n}
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    for p in model.parameters():
+        if p.dim() == 4:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: str | torch.device | None = None,
+            progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N × C, float64) and labels (N) for every sample of ``loader``."""
+    device = resolve_device(device)
+    was_training = model.training
+    model.eval().to(device)
+    probs, labels = [], []
+    for x, y in tqdm(loader, desc="predict", leave=False, disable=not progress):
+        x = x.to(device)
+        if x.dim() == 4 and _is_channels_last(model):
+            x = x.contiguous(memory_format=torch.channels_last)
+        probs.append(torch.softmax(model(x).double(), 1).cpu().numpy())
+        labels.append(y.numpy())
+    model.train(was_training)
+    if not probs:
+        raise ValueError("evaluation data is empty")
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray,
+                           class_names: list[str] | None = None, eps: float = 1e-15) -> dict[str, Any]:
+    """Accuracy, multi-class log-loss (probabilities clipped to [eps, 1-eps] and renormalised, as in
+    scikit-learn / Zindi), per-class precision / recall / F1 / support, macro F1 and the confusion
+    matrix (rows = true class, columns = predicted)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n, c = probs.shape
+    if class_names is None:
+        class_names = [str(i) for i in range(c)]
+    if len(class_names) != c:
+        raise ValueError(f"{len(class_names)} class names for {c} model outputs")
+    pred = probs.argmax(1)
+    cm = np.zeros((c, c), dtype=np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    p = np.clip(probs, eps, 1 - eps)
+    p = p / p.sum(1, keepdims=True)
+    log_loss = float(-np.log(p[np.arange(n), labels]).mean())
+    per_class = {}
+    for i, name in enumerate(class_names):
+        tp = int(cm[i, i])
+        prec = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
+        rec = tp / cm[i].sum() if cm[i].sum() else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        per_class[name] = {"precision": float(prec), "recall": float(rec), "f1": float(f1),
+                           "support": int(cm[i].sum())}
+    acc = float((pred == labels).mean())
+    present = [v["f1"] for v in per_class.values() if v["support"]]
+    return {"accuracy": acc, "error": 1 - acc, "log_loss": log_loss, "n": int(n),
+            "macro_f1": float(np.mean(present)) if present else 0.0,
+            "per_class": per_class, "confusion_matrix": cm.tolist(), "class_names": list(class_names)}
+
+
+def _better(m: dict[str, float], best: dict[str, float] | None, monitor: str) -> bool:
+    if best is None:
+        return True
+    if monitor == "log_loss":
+        return m["log_loss"] < best["log_loss"]
+    return (m["accuracy"], -m["log_loss"]) > (best["accuracy"], -best["log_loss"])
 
 
 def fit(
@@ -133,51 +333,142 @@ def fit(
     after_step: Callable[[], None] | None = None,
     desc: str = "train",
     progress: bool = True,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> History:
     """Train ``model`` in place for ``cfg.epochs`` epochs.
 
-    ``params`` restricts what is optimised (default: all parameters); ``after_step`` runs after every
-    optimiser step (e.g. to re-apply pruning masks).
+    ``params`` restricts what is optimised (default: all parameters; the head-only warm-up only applies
+    when ``params`` is None); ``after_step`` runs after every optimiser step (e.g. to re-apply pruning
+    masks); ``on_epoch_end`` gets each epoch's record. Under an initialised process group the model is
+    wrapped in DistributedDataParallel; ``model`` itself holds the trained weights afterwards.
     """
     device = resolve_device(device)
     model.to(device)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.channels_last:
-        model.to(memory_format=fmt)
+        model.to(memory_format=torch.channels_last)
     torch.manual_seed(cfg.seed)
-    opt = make_optimizer(model.parameters() if params is None else params, cfg)
-    base_lrs = [g["lr"] for g in opt.param_groups]
+    distributed = world_size() > 1
+    main = is_main_process()
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     steps_per_epoch = max(len(train_loader), 1)
     history = History()
+    best: dict[str, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs = 0
+    start = time.monotonic()
+    freeze = cfg.freeze_epochs if params is None else 0
+    head = head_module(model) if freeze else None
+    all_params = [p for p in (model.parameters() if params is None else params)]
+    saved_flags = {id(p): p.requires_grad for p in model.parameters()}
+
+    def setup(phase: str) -> tuple[nn.Module, torch.optim.Optimizer]:
+        if phase == "head":
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for p in head.parameters():
+                p.requires_grad_(True)
+            opt = make_optimizer(head.parameters(), cfg)
+            for g in opt.param_groups:
+                g["lr"] = cfg.head_lr or cfg.lr
+        else:
+            for p in model.parameters():
+                p.requires_grad_(saved_flags[id(p)])
+            opt = make_optimizer(all_params, cfg)
+        net: nn.Module = model
+        if distributed:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        return net, opt
+
+    phase = "head" if freeze else "full"
+    net, opt = setup(phase)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    full_cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": cfg.epochs - freeze,
+                                      "freeze_epochs": 0})
     for epoch in range(cfg.epochs):
+        if phase == "head" and epoch >= freeze:
+            phase = "full"
+            net, opt = setup(phase)
+            base_lrs = [g["lr"] for g in opt.param_groups]
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
         model.train()
-        total, count = 0.0, 0
-        bar = tqdm(train_loader, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        if phase == "head":  # frozen backbone: keep its BatchNorm statistics, train only the head
+            model.eval()
+            head.train()
+        total, correct, count = 0.0, 0, 0
+        t0 = time.monotonic()
+        label = f"{desc} {epoch + 1}/{cfg.epochs}" + (" (head)" if phase == "head" else "")
+        bar = tqdm(train_loader, desc=label, leave=False, disable=not (progress and main))
         for i, (x, y) in enumerate(bar):
-            factor = lr_factor(cfg, epoch + i / steps_per_epoch)
-            for g, base in zip(opt.param_groups, base_lrs, strict=True):
-                g["lr"] = base * factor
-            x, y = x.to(device), y.to(device)
-            if x.dim() == 4:
-                x = x.contiguous(memory_format=fmt)
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            if phase == "full":
+                factor = lr_factor(full_cfg, epoch - freeze + i / steps_per_epoch)
+                for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                    g["lr"] = base * factor
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if cfg.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                logits = net(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if cfg.grad_clip:
+                scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             if after_step is not None:
                 after_step()
             total += loss.item() * y.numel()
+            correct += (logits.detach().argmax(1) == y).sum().item()
             count += y.numel()
-            if i % 20 == 0:
-                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
-        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
+            if i % 5 == 0:
+                bar.set_postfix(loss=f"{total / max(count, 1):.4f}", acc=f"{correct / max(count, 1):.3f}")
+        if distributed:
+            sync_buffers(model)
+            t = torch.tensor([total, correct, count], dtype=torch.float64, device=device)
+            dist.all_reduce(t)
+            total, correct, count = t[0].item(), int(t[1].item()), int(t[2].item())
+        record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase, "lr": opt.param_groups[0]["lr"],
+                                  "train_loss": total / max(count, 1),
+                                  "train_accuracy": correct / max(count, 1)}
+        improved = False
         if val_loader is not None:
             m = evaluate(model, val_loader, device)
             record.update(val_accuracy=m["accuracy"], val_log_loss=m["log_loss"])
+            if _better(m, best, cfg.monitor):
+                best, improved, bad_epochs = m, True, 0
+                history.best_epoch = epoch + 1
+                if cfg.restore_best:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+        record["seconds"] = time.monotonic() - t0
         history.epochs.append(record)
-        if progress:
-            tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs}: "
-                       + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
+        if progress and main:
+            tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs} [{phase}]: " + ", ".join(
+                f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "phase"))
+                + (" *" if improved else ""))
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+        # the warm-up epochs do not count towards early stopping
+        if cfg.patience is not None and phase == "full" and bad_epochs >= cfg.patience \
+                and epoch + 1 < cfg.epochs:
+            history.stopped = "early_stopping"
+            break
+        over = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
+        if _agree(over, device) and epoch + 1 < cfg.epochs:
+            history.stopped = "time_budget"
+            if progress and main:
+                tqdm.write(f"{desc}: stopping after epoch {epoch + 1}, "
+                           f"time budget of {cfg.max_minutes:g} min used")
+            break
+    for p in model.parameters():
+        p.requires_grad_(saved_flags[id(p)])
+    if cfg.restore_best and best_state is not None:
+        model.load_state_dict(best_state)
     return history
