@@ -2,7 +2,8 @@
 
 Every benchmark is a ``main(argv) -> dict`` that prints its result as JSON and writes it to
 ``benchmarks/results/<name>.json`` (or ``--out``). ``--smoke`` runs it on tiny inputs in about a
-second, for ``tests/test_benchmarks.py``.
+second, for ``tests/test_benchmarks.py``. PyTorch is imported only by the helpers that need it, so
+that numpy-only benchmarks measure memory without it.
 """
 
 from __future__ import annotations
@@ -12,16 +13,12 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from deepcompress.format.model import save_model
-from deepcompress.models import create_model
-from deepcompress.prune import apply_mask, magnitude_mask, prunable_layers, remove_masks
-from deepcompress.quantize import share_layer
+if TYPE_CHECKING:
+    from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -64,6 +61,10 @@ def best_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 def prune_to_paper(model: nn.Module, arch: str) -> None:
     """Magnitude-prune every layer of a LeNet to the paper's density, in one shot (masks left installed)."""
+    import torch
+
+    from deepcompress.prune import apply_mask, magnitude_mask, prunable_layers
+
     for name, module in prunable_layers(model).items():
         mask = magnitude_mask(module.weight.detach(), torch.ones_like(module.weight),
                               sparsity=1 - LENET_DENSITY[arch][name])
@@ -72,6 +73,11 @@ def prune_to_paper(model: nn.Module, arch: str) -> None:
 
 def share_all(model: nn.Module) -> None:
     """Remove pruning masks and weight-share every layer (conv 8 bits, fc 5 bits, linear init)."""
+    from torch import nn
+
+    from deepcompress.prune import prunable_layers, remove_masks
+    from deepcompress.quantize import share_layer
+
     remove_masks(model)
     for module in prunable_layers(model).values():
         share_layer(module, 5 if isinstance(module, nn.Linear) else 8)
@@ -85,6 +91,11 @@ def compressed_lenet(arch: str, path: Path, train_batches: int) -> Path:
     """
     if path.exists():
         return path
+    import torch
+
+    from deepcompress.format.model import save_model
+    from deepcompress.models import create_model
+
     torch.manual_seed(0)
     model = create_model(arch)
     if train_batches and MNIST.is_dir():
