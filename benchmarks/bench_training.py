@@ -4,7 +4,8 @@ For each LeNet, one epoch over the same in-memory MNIST subset is timed with ``t
 recipe's batch size and memory layout, in three states of the same model: plain; pruned to the paper's
 densities with masks installed (as in retraining after pruning); pruned and weight-shared (centroid
 fine-tuning: every forward re-materialises ``[0, codebook][index]``). Runs are interleaved and the best
-of ``--repeats`` is kept; reported in images/s and as a ratio to plain training.
+of ``--repeats`` is kept; reported in images/s and as a ratio to plain training. One torch thread by
+default: on a loaded machine, multi-threaded steps vary by orders of magnitude.
 
     PYTHONPATH=src python benchmarks/bench_training.py
 """
@@ -76,7 +77,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--images", type=int, default=10240)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--bar", type=float, default=0.9)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: robust on a shared machine, where spinning thread pools stall)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.smoke:
         args.images, args.repeats = 64, 0
     data = images(args.images, real=not args.smoke)
