@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return finish("sparse_fc", {
         "bar": f"sparse kernel >= {args.bar}x faster than dense torch at batch {first}",
         "met": speedup[first] >= args.bar, "speedup_vs_torch": speedup,
-        "dense_wins_at_batch": [n for n, s in speedup.items() if s < 1], "shape": [args.out_features, args.in_features],
+        "dense_torch_wins_at_batch": [n for n, s in speedup.items() if s < 1],
+        "fastest": {n: min(ms, key=lambda k, n=n: ms[k][n]) for n in args.batch},
+        "shape": [args.out_features, args.in_features],
         "density": args.density, "bits": args.bits, "torch_threads": torch.get_num_threads(), "ms": ms}, args.out)
 
 
