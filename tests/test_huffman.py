@@ -207,14 +207,39 @@ def test_roundtrip(case):
     roundtrip(np.array(symbols, dtype=np.int64), alphabet)
 
 
+@pytest.mark.parametrize("speculative", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_roundtrip_across_chunk_boundaries(monkeypatch, seed):
+def test_roundtrip_across_chunk_boundaries(monkeypatch, seed, speculative):
     monkeypatch.setattr(huffman, "_DECODE_CHUNK_BITS", 61 + 8 * seed)
+    monkeypatch.setattr(huffman, "_SPECULATIVE_CHUNK_BITS", 661 + 8 * seed)
+    monkeypatch.setattr(huffman, "_SPECULATIVE_MIN_BITS", 0 if speculative else 1 << 62)
+    monkeypatch.setattr(huffman, "_SPECULATIVE_MIN_AVG_BITS", 0)
+    monkeypatch.setattr(huffman, "_SEGMENT_BITS", 40 + seed)
     monkeypatch.setattr(huffman, "_ENCODE_CHUNK", 7 + seed)
     rng = np.random.default_rng(seed)
     probs = np.exp(-np.arange(40) / (1 + seed))
     symbols = rng.choice(40, size=5000, p=probs / probs.sum())
     roundtrip(symbols, 40)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_speculative_chains_match_pointer_doubling(monkeypatch, seed):
+    monkeypatch.setattr(huffman, "_SEGMENT_BITS", 48)
+    rng = np.random.default_rng(seed)
+    width = int(rng.integers(1, 3000))
+    step = rng.integers(1, [2, 4, 16, 6, 3, 9][seed], size=width).astype(np.int32)
+    if seed == 5:
+        step[:] = 7  # equal-length codes never resynchronise: the fallback decides
+    start = int(rng.integers(0, min(width, 15)))
+    padded = np.concatenate([step, np.zeros(huffman.MAX_CODE_LENGTH + 1, dtype=np.int32)])
+    np.testing.assert_array_equal(huffman._chain(padded.__getitem__, start, width),
+                                  huffman._chain_doubling(step, start))
+
+
+def test_roundtrip_of_equal_length_codes():
+    symbols = np.random.default_rng(0).integers(0, 32, size=50_000)
+    _, nbits, lengths = roundtrip(symbols, 32)
+    assert set(lengths.tolist()) == {5}
 
 
 def test_roundtrip_of_a_large_skewed_stream():

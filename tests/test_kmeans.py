@@ -53,6 +53,15 @@ def test_matches_scikit_learn_from_the_same_start():
     assert wcss(v, c, labels) <= km.inertia_ * (1 + 1e-9)
 
 
+def test_empty_clusters_of_a_heavy_tailed_layer_are_relocated():
+    v = np.random.default_rng(4).standard_t(3, size=20000)
+    init = init_centroids(v, 64, "linear")
+    c, labels = kmeans_1d(v, 64, centroids=init)
+    assert c.size == 64
+    km = KMeans(64, init=init.reshape(-1, 1), n_init=1).fit(v.reshape(-1, 1))
+    assert wcss(v, c, labels) <= km.inertia_
+
+
 def test_fewer_levels_than_clusters_and_empty_input():
     c, labels = kmeans_1d(np.array([1.0, 1.0, 2.0]), 8)
     np.testing.assert_array_equal(c, [1.0, 2.0])

@@ -76,3 +76,28 @@ def test_bad_bits_and_double_sharing_are_refused():
     share_layer(layer, bits=2)
     with pytest.raises(ValueError, match="already weight-shared"):
         share_layer(layer, bits=2)
+
+
+def test_weight_follows_an_index_changed_in_place():
+    layer = torch.nn.Linear(20, 10)
+    share_layer(layer, 2)
+    new = torch.randint(0, layer.weight_codebook.numel() + 1, layer.weight_index.shape)
+    layer.weight_index.copy_(new)
+    layer(torch.randn(1, 20))
+    expected = torch.cat([torch.zeros(1), layer.weight_codebook.detach()])[new]
+    assert torch.equal(layer.weight.detach(), expected)
+
+
+def test_channels_last_survives_masks_and_sharing_of_one_input_channel_convolutions():
+    model = create_model("lenet-5")
+    for module in (model.conv1, model.conv2):
+        apply_mask(module, magnitude_mask(module.weight.detach(), torch.ones_like(module.weight), sparsity=0.5))
+    model.to(memory_format=torch.channels_last)
+    model(torch.randn(2, 1, 28, 28))
+    assert model.conv1.weight.stride() == model.conv1.weight_orig.stride()
+    remove_masks(model)
+    share_layer(model.conv1, 4)
+    model.to(memory_format=torch.channels_last)
+    model(torch.randn(2, 1, 28, 28))
+    assert model.conv1.weight.stride() == model.conv1.weight_index.stride()
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)

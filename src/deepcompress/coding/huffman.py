@@ -13,6 +13,8 @@ Bit streams are packed MSB-first and zero-padded to a whole byte.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from deepcompress.errors import CodingError
@@ -34,6 +36,12 @@ MAX_CODE_LENGTH = 15
 _ENCODE_CHUNK = 1 << 16  # symbols per encoding chunk (bounds the 16-bits-per-symbol scratch array)
 _DECODE_CHUNK_BITS = 1 << 16  # bit positions examined per decoding chunk (small chunks stay in cache)
 _JUMP_LOG = 4  # the decoder finds every 2**_JUMP_LOG-th code start by pointer doubling
+# Long streams of codes averaging 3+ bits are decoded by speculative chains instead (see _chain), which
+# evaluate the code table only where codes start rather than at every bit: about twice as fast there.
+_SPECULATIVE_MIN_BITS = 1 << 20
+_SPECULATIVE_MIN_AVG_BITS = 3
+_SPECULATIVE_CHUNK_BITS = 1 << 22
+_SEGMENT_BITS = 512  # one speculative chain of codes per segment of this many bits
 _MAX_TOTAL_COUNT = 1 << 56  # keeps package weights (sums of up to 15 * total) inside int64
 
 
@@ -228,33 +236,82 @@ def _decode_stream(buf: np.ndarray, lens: np.ndarray, count: int, limit: int) ->
     span = np.int64(1) << (peek - lens[order].astype(np.int64))
     lut_sym = np.repeat(order.astype(np.int64), span)
     lut_len = np.repeat(lens[order], span).astype(np.int32)
+    speculative = limit >= _SPECULATIVE_MIN_BITS and limit >= _SPECULATIVE_MIN_AVG_BITS * count
+    chunk_bits = _SPECULATIVE_CHUNK_BITS if speculative else _DECODE_CHUNK_BITS
     shifts = (24 - peek - np.arange(8)).astype(np.uint32)
-    mask = np.uint32((1 << peek) - 1)
-    padded = np.concatenate([buf, np.zeros(3, dtype=np.uint8)])
+    padded = np.concatenate([buf, np.zeros(5, dtype=np.uint8)])
     out = np.empty(count, dtype=np.int64)
     done = pos = 0
     while done < count:
         if pos >= limit:
             raise CodingError(f"stream ends after {done} of {count} symbols")
-        # Window of the `peek` bits starting at every bit position of [first, stop), from 24-bit words.
+        # The `peek` bits at bit p (relative to the chunk's first byte) are bits p & 7 onwards of the 24-bit
+        # word at byte p >> 3; the words cover every position up to MAX_CODE_LENGTH bits past `stop`.
         first_byte = pos >> 3
-        stop = min(limit, pos + _DECODE_CHUNK_BITS)
-        nbytes = ((stop - 1) >> 3) - first_byte + 1
-        b = padded[first_byte : first_byte + nbytes + 2].astype(np.uint32)
-        words = (b[:-2] << 16) | (b[1:-1] << 8) | b[2:]
+        stop = min(limit, pos + chunk_bits)
         width = stop - 8 * first_byte
-        windows = ((words[:, None] >> shifts) & mask).ravel()[:width]
-        step = lut_len[windows]
-        starts = _chain(step, pos - 8 * first_byte)[: count - done]
-        out[done : done + starts.size] = lut_sym[windows[starts]]
+        if speculative:
+            b = padded[first_byte : ((stop + MAX_CODE_LENGTH) >> 3) + 3].astype(np.int64)
+            words = (b[:-2] << 16) | (b[1:-1] << 8) | b[2:]
+
+            def window(p: np.ndarray, words: np.ndarray = words) -> np.ndarray:
+                return (words[p >> 3] >> (24 - peek - (p & 7))) & ((1 << peek) - 1)
+
+            starts = _chain(lambda p, window=window: lut_len[window(p)], pos - 8 * first_byte, width)
+            starts = starts[: count - done]
+            windows = window(starts)
+        else:
+            b = padded[first_byte : ((stop - 1) >> 3) + 3].astype(np.uint32)
+            words = (b[:-2] << 16) | (b[1:-1] << 8) | b[2:]
+            all_windows = ((words[:, None] >> shifts) & np.uint32((1 << peek) - 1)).ravel()[:width]
+            starts = _chain_doubling(lut_len[all_windows], pos - 8 * first_byte)[: count - done]
+            windows = all_windows[starts]
+        out[done : done + starts.size] = lut_sym[windows]
         done += starts.size
-        pos = 8 * first_byte + int(starts[-1]) + int(step[starts[-1]])
+        pos = 8 * first_byte + int(starts[-1]) + int(lut_len[windows[-1]])
     if pos > limit:
         raise CodingError(f"last code runs past the end of the stream (bit {pos} > {limit})")
     return out, pos
 
 
-def _chain(step: np.ndarray, start: int) -> np.ndarray:
+def _chain(step_at: Callable[[np.ndarray], np.ndarray], start: int, width: int) -> np.ndarray:
+    """Positions ``start, start + step[start], ...`` below ``width``, where ``step_at(p)`` gives the steps
+    at positions ``p`` (it must accept positions up to ``width + MAX_CODE_LENGTH``).
+
+    First, speculatively, a chain starts at the beginning of every segment of ``_SEGMENT_BITS`` bits,
+    all followed in lock-step. Then the true chain is followed from where it enters each segment (where
+    the previous segment's chain leaves it) until it meets that segment's speculative chain (Huffman
+    codes resynchronise within a few codes); from there on they coincide. Should a segment not meet
+    its speculative chain (e.g. codes of equal length never resynchronise), pointer doubling decides.
+    Steps are evaluated only where chains go, not at every bit.
+    """
+    ends = np.minimum(np.arange(start + _SEGMENT_BITS, width + _SEGMENT_BITS, _SEGMENT_BITS), width)
+    cur = np.arange(start, width, _SEGMENT_BITS, dtype=np.int64)
+    rows = [cur]
+    live = cur < ends
+    while live.any():
+        cur = cur + step_at(cur) * live
+        rows.append(cur)
+        live = cur < ends
+    chains = np.stack(rows, axis=1)  # one speculative chain per segment, increasing along the row
+    inside = chains < ends[:, None]
+    leave = chains[np.arange(ends.size), inside.sum(axis=1)]  # first position at or past the segment's end
+    on_chain = np.zeros(width + MAX_CODE_LENGTH + 1, dtype=bool)
+    on_chain[chains[inside]] = True
+    is_start = np.zeros(width, dtype=bool)
+    cur = np.concatenate(([start], leave[:-1]))  # where the true chain enters each segment
+    live = (cur < ends) & ~on_chain[cur]
+    while live.any():
+        is_start[cur[live]] = True
+        cur = cur + step_at(cur) * live
+        live &= (cur < ends) & ~on_chain[cur]
+    if not ((cur < ends) | (cur == leave) | (cur >= width)).all():
+        return _chain_doubling(step_at(np.arange(width)).astype(np.int32), start)
+    is_start[chains[inside & (chains >= cur[:, None])]] = True
+    return np.flatnonzero(is_start)
+
+
+def _chain_doubling(step: np.ndarray, start: int) -> np.ndarray:
     """Positions ``start, start + step[start], ...`` below ``step.size``, by pointer doubling."""
     width = step.size
     nxt = np.empty(width + 1, dtype=np.int32)

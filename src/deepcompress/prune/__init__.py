@@ -10,6 +10,7 @@ from .magnitude import (
     prunable_layers,
     remove_masks,
     resolve_layer_setting,
+    same_layout,
     sparsity_report,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "prunable_layers",
     "remove_masks",
     "resolve_layer_setting",
+    "same_layout",
     "sparsity_report",
 ]

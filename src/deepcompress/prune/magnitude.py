@@ -99,6 +99,26 @@ def magnitude_mask(weight: torch.Tensor, old_mask: torch.Tensor, sparsity: float
     return new.view_as(old_mask) * old_mask
 
 
+def same_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` with the strides of ``like`` (a differentiable copy when they differ).
+
+    A computed weight takes its layout from its inputs, and for a convolution with one input channel
+    PyTorch cannot tell channels-last from contiguous, so ``weight_orig * mask`` or ``codebook[index]``
+    comes out contiguous even when the layer was converted to channels-last; the convolution then
+    runs in the slow contiguous layout and every layer after it converts back.
+    """
+    if t.stride() == like.stride():
+        return t
+    return t.new_empty_strided(like.shape, like.stride()).copy_(t)
+
+
+class _Mask(prune.CustomFromMask):
+    """PyTorch's custom mask, keeping the layout of ``weight_orig`` (see :func:`same_layout`)."""
+
+    def apply_mask(self, module: nn.Module) -> torch.Tensor:
+        return same_layout(super().apply_mask(module), getattr(module, self._tensor_name + "_orig"))
+
+
 def apply_mask(module: nn.Module, mask: torch.Tensor) -> None:
     """Install ``mask`` on ``module.weight`` (replacing any earlier mask) and zero the pruned values."""
     if prune.is_pruned(module):
@@ -108,7 +128,7 @@ def apply_mask(module: nn.Module, mask: torch.Tensor) -> None:
         return
     with torch.no_grad():
         module.weight.mul_(mask)
-    prune.custom_from_mask(module, "weight", mask.to(module.weight.device))
+    _Mask.apply(module, "weight", mask.to(module.weight.device))
 
 
 def remove_masks(model: nn.Module) -> None:

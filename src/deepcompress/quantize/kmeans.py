@@ -1,7 +1,10 @@
 """One-dimensional k-means for weight sharing, with the paper's centroid initialisations.
 
 Lloyd iterations run on the sorted values with prefix sums: each iteration costs O(k log n)
-after one O(n log n) sort, whatever the number of weights.
+after one O(n log n) sort, whatever the number of weights. An empty cluster (common with the linear
+initialisation on heavy-tailed layers, whose extreme weights leave most of the range empty) is moved
+onto the value farthest from its centroid, as scikit-learn does. Iterations are cheap, so the default
+runs Lloyd to its fixed point: convergence from a linear start takes thousands of them on such layers.
 """
 
 from __future__ import annotations
@@ -50,13 +53,33 @@ def _segments(sorted_v: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], np.searchsorted(sorted_v, mids, side="right"), [sorted_v.size]))
 
 
-def kmeans_1d(values: np.ndarray, k: int, init: str = "linear", max_iter: int = 300, tol: float = 0.0,
+def _relocate_empty(sv: np.ndarray, b: np.ndarray, old: np.ndarray, sums: np.ndarray, new: np.ndarray) -> None:
+    """Move the centroids of empty clusters in place onto the values farthest from the centroid they
+    were assigned to, and take each such value out of its old cluster's mean (as scikit-learn does)."""
+    counts = np.diff(b)
+    empty = np.flatnonzero(counts == 0)
+    labels = np.repeat(np.arange(counts.size), counts)
+    dist = np.abs(sv - old[labels])
+    m = min(empty.size, sv.size)
+    far = np.argpartition(-dist, m - 1)[:m] if m < sv.size else np.arange(sv.size)
+    far = far[dist[far] > 0]
+    donors = labels[far]
+    np.subtract.at(sums, donors, sv[far])
+    left = counts.astype(np.float64)
+    np.subtract.at(left, donors, 1.0)
+    moved = np.unique(donors)
+    new[moved] = np.where(left[moved] > 0, sums[moved] / np.maximum(left[moved], 1), old[moved])
+    new[empty[:far.size]] = sv[far]
+
+
+def kmeans_1d(values: np.ndarray, k: int, init: str = "linear", max_iter: int = 10_000, tol: float = 0.0,
               seed: int = 0, centroids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cluster ``values`` into at most ``k`` groups minimising the within-cluster sum of squares.
 
     Returns ``(centroids, labels)``: sorted float64 centroids with no empty cluster, and for each
-    value the index of its nearest centroid. Fewer than ``k`` centroids come back when the values
-    have fewer distinct levels or a cluster ends up empty.
+    value the index of its nearest centroid. Empty clusters are relocated (see the module docstring);
+    fewer than ``k`` centroids come back only when the values have fewer distinct levels than ``k``
+    or a cluster is still empty when the iterations stop.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
@@ -71,6 +94,8 @@ def kmeans_1d(values: np.ndarray, k: int, init: str = "linear", max_iter: int = 
         counts = np.diff(b)
         sums = prefix[b[1:]] - prefix[b[:-1]]
         new = np.where(counts > 0, sums / np.maximum(counts, 1), c)
+        if not counts.all():
+            _relocate_empty(sv, b, c, sums, new)
         shift = np.abs(new - c).max()
         c = np.sort(new)
         if shift <= tol:

@@ -13,13 +13,48 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..prune import current_weight, prunable_layers
+from ..prune import current_weight, prunable_layers, same_layout
 from .kmeans import kmeans_1d
 
 
+class _SharedWeight(torch.autograd.Function):
+    """``[0, codebook][index]`` built from the non-zero positions only (most of a pruned layer is
+    zero): the forward scatters their centroids into zeros, the backward sums the gradients at them
+    per cluster into the centroids (the grouped gradient of the paper)."""
+
+    @staticmethod
+    def forward(ctx, codebook: torch.Tensor, positions: torch.Tensor, clusters: torch.Tensor,
+                shape: torch.Size) -> torch.Tensor:
+        ctx.save_for_backward(positions, clusters)
+        ctx.k = codebook.numel()
+        flat = codebook.new_zeros(shape.numel())
+        flat[positions] = codebook[clusters]
+        return flat.view(shape)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        positions, clusters = ctx.saved_tensors
+        at = grad.reshape(-1)[positions]
+        return torch.bincount(clusters, weights=at, minlength=ctx.k).to(grad.dtype), None, None, None
+
+
+def _nonzero_entries(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat positions of the non-zero weights and their 0-based clusters, cached until the index changes."""
+    index = module.weight_index
+    key = (index.data_ptr(), index._version, index.device)
+    cached = module.__dict__.get("_shared_entries")
+    if cached is None or cached[0] != key:
+        flat = index.reshape(-1)
+        positions = flat.nonzero().squeeze(1)
+        cached = (key, positions, flat[positions] - 1)
+        module.__dict__["_shared_entries"] = cached
+    return cached[1], cached[2]
+
+
 def _materialize(module: nn.Module, _inputs: object = None) -> None:
-    codebook = torch.cat([module.weight_codebook.new_zeros(1), module.weight_codebook])
-    module.weight = codebook[module.weight_index]
+    positions, clusters = _nonzero_entries(module)
+    weight = _SharedWeight.apply(module.weight_codebook, positions, clusters, module.weight_index.shape)
+    module.weight = same_layout(weight, module.weight_index)
 
 
 def is_shared(module: nn.Module) -> bool:
