@@ -70,3 +70,12 @@ def test_fewer_levels_than_clusters_and_empty_input():
     assert c.size == 0 and labels.size == 0
     with pytest.raises(ValueError, match="unknown centroid init"):
         init_centroids(np.ones(3), 2, "bogus")
+
+
+def test_empty_clusters_are_dropped_or_relocated():
+    rng = np.random.default_rng(5)
+    v = np.concatenate([rng.uniform(-1.0, -0.9, 500), rng.uniform(0.9, 1.0, 500)])  # a pruned layer's gap
+    plain, _ = kmeans_1d(v, 16, "linear", max_iter=300, relocate_empty=False)
+    moved, labels = kmeans_1d(v, 16, "linear", max_iter=300, relocate_empty=True)
+    assert plain.size < 16 and moved.size == 16
+    assert wcss(v, moved, labels) < wcss(v, plain, kmeans_1d(v, 16, "linear", 300, relocate_empty=False)[1])

@@ -132,7 +132,7 @@ class Pipeline:
             if bits is None:
                 continue
             per_layer[name] = {"bits": bits, **share_layer(module, bits, stage.init, self.recipe.seed,
-                                                           stage.max_iter)}
+                                                           stage.max_iter, stage.relocate_empty)}
         before = self._eval(model)
         self._fit(model, stage.finetune, "centroid fine-tuning")
         after = self._eval(model)

@@ -32,6 +32,7 @@ class QuantizeStage:
     bits: Any = field(default_factory=lambda: {"conv": 8, "fc": 5})
     init: str = "linear"
     max_iter: int = 300
+    relocate_empty: bool = False  # move empty clusters onto outlying weights (scikit-learn style)
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))
 
 
@@ -109,9 +110,10 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
         r.quantize = None
     else:
         q = dict(d.get("quantize") or {})
-        _bad("quantize", set(q), {"bits", "init", "max_iter", "finetune"})
+        _bad("quantize", set(q), {"bits", "init", "max_iter", "relocate_empty", "finetune"})
         r.quantize = QuantizeStage(bits=q.get("bits", {"conv": 8, "fc": 5}), init=q.get("init", "linear"),
                                    max_iter=int(q.get("max_iter", 300)),
+                                   relocate_empty=bool(q.get("relocate_empty", False)),
                                    finetune=TrainConfig.from_dict({"epochs": 0, **(q.get("finetune") or {})}))
         _check_bits(r.quantize.bits, "quantize.bits")
         if r.quantize.init not in INITS:

@@ -73,13 +73,15 @@ def _relocate_empty(sv: np.ndarray, b: np.ndarray, old: np.ndarray, sums: np.nda
 
 
 def kmeans_1d(values: np.ndarray, k: int, init: str = "linear", max_iter: int = 10_000, tol: float = 0.0,
-              seed: int = 0, centroids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              seed: int = 0, centroids: np.ndarray | None = None,
+              relocate_empty: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Cluster ``values`` into at most ``k`` groups minimising the within-cluster sum of squares.
 
     Returns ``(centroids, labels)``: sorted float64 centroids with no empty cluster, and for each
-    value the index of its nearest centroid. Empty clusters are relocated (see the module docstring);
-    fewer than ``k`` centroids come back only when the values have fewer distinct levels than ``k``
-    or a cluster is still empty when the iterations stop.
+    value the index of its nearest centroid. Empty clusters are relocated (see the module docstring)
+    unless ``relocate_empty`` is false, in which case they are dropped as the paper's plain Lloyd
+    iterations would; fewer than ``k`` centroids come back only when the values have fewer distinct
+    levels than ``k`` or a cluster is still empty when the iterations stop.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
@@ -94,7 +96,7 @@ def kmeans_1d(values: np.ndarray, k: int, init: str = "linear", max_iter: int = 
         counts = np.diff(b)
         sums = prefix[b[1:]] - prefix[b[:-1]]
         new = np.where(counts > 0, sums / np.maximum(counts, 1), c)
-        if not counts.all():
+        if relocate_empty and not counts.all():
             _relocate_empty(sv, b, c, sums, new)
         shift = np.abs(new - c).max()
         c = np.sort(new)

@@ -63,7 +63,7 @@ def is_shared(module: nn.Module) -> bool:
 
 
 def share_layer(module: nn.Module, bits: int, init: str = "linear", seed: int = 0,
-                max_iter: int = 300) -> dict[str, float]:
+                max_iter: int = 300, relocate_empty: bool = False) -> dict[str, float]:
     """Cluster the non-zero weights of one layer into at most 2**bits shared values, in place."""
     if not 1 <= bits <= 16:
         raise ValueError(f"bits must be in 1..16, got {bits}")
@@ -74,7 +74,8 @@ def share_layer(module: nn.Module, bits: int, init: str = "linear", seed: int = 
         raise ValueError("remove pruning re-parametrisation (prune.remove_masks) before sharing weights")
     flat = w.flatten().cpu().numpy().astype(np.float64)
     nz = np.flatnonzero(flat)
-    centroids, labels = kmeans_1d(flat[nz], 2**bits, init=init, seed=seed, max_iter=max_iter)
+    centroids, labels = kmeans_1d(flat[nz], 2**bits, init=init, seed=seed, max_iter=max_iter,
+                                   relocate_empty=relocate_empty)
     index = np.zeros(flat.size, dtype=np.int64)
     index[nz] = labels + 1
     device = module.weight.device
