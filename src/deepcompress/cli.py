@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "bench"]
+COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "bench", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:
