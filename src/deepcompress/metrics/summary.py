@@ -90,7 +90,8 @@ def _train_info(path: Path, dcz: DczFile | None, model: nn.Module) -> dict[str, 
     device = str(results.get("device", "cpu")) if isinstance(results, dict) else "cpu"
     if dcz is not None and isinstance(results, dict) and "total" in results.get("seconds", {}):
         measured = results.get("energy", {}).get("training", {})
-        return {"seconds": float(results["seconds"]["total"]), "device": device, "what": "baseline + compression",
+        what = "compression" if results.get("baseline", {}).get("given") else "baseline + compression"
+        return {"seconds": float(results["seconds"]["total"]), "device": device, "what": what,
                 "joules": measured.get("joules") if measured.get("method") == "measured" else None}
     baseline = getattr(model, "dc_extra", {}).get("baseline", {})
     if dcz is None and "seconds" in baseline:
@@ -120,45 +121,68 @@ def measure_file(path: str | os.PathLike, label: str | None = None, data: str | 
 
 # ------------------------------------------------------------------------------------------ tables
 
-COLUMNS = ["model", "params", "non-zero", "file bytes", "× vs fp32", "zip(dense)", "MFLOPs", "sparse MMACs",
-           "b1 ms", "bN ms", "accuracy", "log-loss", "E/inf µJ (est.)", "memory share", "µJ/MFLOP",
-           "train energy"]
-
-
-def _fmt_energy_j(j: float | None, method: str) -> str:
+def _fmt_j(j: float | None) -> str:
     if j is None:
         return "–"
-    value = f"{j / 1e3:.2f} kJ" if j >= 1e3 else f"{j:.1f} J"
-    return f"{value} ({'meas.' if method == 'measured' else 'est.'})"
+    for scale, unit in ((1e3, "kJ"), (1.0, "J"), (1e-3, "mJ"), (1e-6, "µJ")):
+        if abs(j) >= scale:
+            return f"{j / scale:.3g} {unit}"
+    return f"{j / 1e-9:.3g} nJ"
 
 
-def table_rows(records: list[dict[str, Any]]) -> list[list[str]]:
-    """One formatted row per model, in :data:`COLUMNS` order."""
-    rows = []
-    for r in records:
-        e = r["energy"]["inference"]
-        lat = r.get("latency", {}).get("batches", {})
-        sizes = sorted(lat, key=int)
-        ev = r.get("eval")
-        size = r.get("file_bytes", r.get("dcz_bytes", r["dense_fp32_bytes"]))
-        train = r["energy"].get("training")
-        rows.append([
-            r["label"], f"{r['params']:,}", f"{r['nonzero']:,} ({100 * r['nonzero'] / max(r['params'], 1):.1f}%)",
-            f"{size:,}", f"{r['dense_fp32_bytes'] / size:.1f}×", f"{r['zipped_dense_bytes']:,}",
-            f"{r['flops'] / 1e6:.3f}", f"{r['sparse_macs'] / 1e6:.3f}",
-            f"{lat[sizes[0]]['median_ms']:.3f}" if sizes else "–",
-            f"{lat[sizes[-1]]['median_ms']:.3f} (N={sizes[-1]})" if len(sizes) > 1 else "–",
-            f"{ev['accuracy']:.4f}" if ev else "–", f"{ev['log_loss']:.4f}" if ev else "–",
-            f"{1e6 * e['total_j']:.3f}", f"{100 * e['memory_j'] / e['total_j']:.0f}%" if e["total_j"] else "–",
-            f"{r['energy']['efficiency_uj_per_mflop']:.3f}",
-            _fmt_energy_j(train["joules"], train["method"]) if train else "–"])
-    return rows
+def _metric_rows(r: dict[str, Any]) -> dict[str, str]:
+    """One model's column of the side-by-side table, by metric name."""
+    e = r["energy"]["inference"]
+    size = r.get("file_bytes", r.get("dcz_bytes", r["dense_fp32_bytes"]))
+    lat = r.get("latency", {})
+    batches = lat.get("batches", {})
+    sizes = sorted(batches, key=int)
+    ev = r.get("eval")
+    measured = r["energy"].get("inference_measured")
+    train = r["energy"].get("training")
+    distinct = r["distinct_values"].values()
+
+    def timing(b: str) -> str:
+        t = batches[b]
+        return f"{t['median_ms']:.3f} ({t['q1_ms']:.3f}–{t['q3_ms']:.3f})"
+
+    return {
+        "format": ".dcz" if r["format"] == "dcz" else "dense checkpoint",
+        "parameters": f"{r['params']:,}",
+        "non-zero parameters": f"{r['nonzero']:,} ({100 * r['nonzero'] / max(r['params'], 1):.1f}%)",
+        "distinct values per layer (max)": f"{max(distinct, default=0):,}",
+        "dense fp32 bytes": f"{r['dense_fp32_bytes']:,}",
+        "file bytes": f"{size:,}",
+        "smaller than dense fp32": f"{r['dense_fp32_bytes'] / size:.1f}×",
+        "zipped dense fp32 file bytes": f"{r['zipped_dense_bytes']:,}",
+        "MFLOPs (dense)": f"{r['flops'] / 1e6:.3f}",
+        "MACs (dense)": f"{r['macs']:,}",
+        "MACs with a non-zero weight": f"{r['sparse_macs']:,}",
+        "latency batch 1, ms median (IQR)": timing(sizes[0]) if sizes else "–",
+        "latency batch N, ms median (IQR)": f"N={sizes[-1]}: {timing(sizes[-1])}" if len(sizes) > 1 else "–",
+        "peak memory": f"{lat['peak_memory_bytes'] / 2**20:.2f} MiB ({lat['peak_memory_kind']})" if lat else "–",
+        "accuracy": f"{ev['accuracy']:.4f} (n={ev['n']:,})" if ev else "–",
+        "log-loss": f"{ev['log_loss']:.4f}" if ev else "–",
+        "energy / inference (estimated)":
+            f"{_fmt_j(e['total_j'])} (weights in {'SRAM' if e['weights_on_chip'] else 'DRAM'})",
+        "  compute / memory": f"{_fmt_j(e['compute_j'])} / {_fmt_j(e['memory_j'])}",
+        "energy / inference (measured)": _fmt_j(measured["per_inference_j"]) if measured else "no counters",
+        "energy efficiency, µJ / MFLOP (est.)": f"{r['energy']['efficiency_uj_per_mflop']:.4f}",
+        "training time": f"{train['seconds']:.1f} s ({train.get('what', '')})" if train else "–",
+        "training energy": f"{_fmt_j(train['joules'])} ({train['method']})" if train else "–",
+    }
+
+
+def table(records: list[dict[str, Any]]) -> list[list[str]]:
+    """The side-by-side table: a header row of model labels, then one row per metric."""
+    columns = [_metric_rows(r) for r in records]
+    return [["metric", *(r["label"] for r in records)]] + [[k, *(c[k] for c in columns)] for k in columns[0]]
 
 
 def text_table(records: list[dict[str, Any]]) -> str:
-    """The table as aligned plain text, models side by side as rows."""
-    rows = [COLUMNS, *table_rows(records)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    """The table as aligned plain text."""
+    rows = table(records)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -166,27 +190,27 @@ def text_table(records: list[dict[str, Any]]) -> str:
 
 
 def markdown(records: list[dict[str, Any]], energy_model: EnergyModel) -> str:
-    """The table as GitHub Markdown with the energy model's constants underneath."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---" + "|---:" * (len(COLUMNS) - 1) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(records)]
+    """The table as GitHub Markdown with the energy model's constants and per-model notes underneath."""
+    rows = table(records)
+    lines = ["| " + " | ".join(rows[0]) + " |", "|---" + "|---:" * (len(rows[0]) - 1) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows[1:]]
     m = energy_model
-    lines += ["", f"Energy per inference is **estimated** (batch 1; Horowitz 45 nm): {m.mac_pj:g} pJ per MAC "
-                  f"({m.arithmetic}), {m.sram_pj_per_word:g} pJ per 32-bit SRAM word, {m.dram_pj_per_word:g} pJ per "
-                  f"32-bit DRAM word, {m.lookup_pj:g} pJ per codebook look-up, on-chip budget "
-                  f"{m.on_chip_bytes:,} bytes. µJ/MFLOP = estimated energy / dense MFLOPs (lower is better)."]
+    lines += ["", f"Energy per inference is **estimated** (batch 1; Horowitz, ISSCC 2014, 45 nm): {m.mac_pj:g} pJ "
+                  f"per MAC ({m.arithmetic}), {m.sram_pj_per_word:g} pJ per 32-bit SRAM word, {m.dram_pj_per_word:g} "
+                  f"pJ per 32-bit DRAM word, {m.lookup_pj:g} pJ per codebook look-up, on-chip budget "
+                  f"{m.on_chip_bytes:,} bytes. Dense models: all MACs, fp32 weights fetched; .dcz models: only MACs "
+                  "with a non-zero weight, the file payload fetched plus one look-up per non-zero weight. "
+                  "µJ / MFLOP = estimated energy / dense MFLOPs (lower is better).", ""]
     for r in records:
         e = r["energy"]["inference"]
-        place = "SRAM" if e["weights_on_chip"] else "DRAM"
-        note = (f"- {r['label']}: weights from {place}, activations from "
-                f"{'SRAM' if e['activations_on_chip'] else 'DRAM'}; compute {1e6 * e['compute_j']:.3f} µJ, "
-                f"weights {1e6 * e['weight_memory_j']:.3f} µJ, activations {1e6 * e['activation_memory_j']:.3f} µJ, "
-                f"look-ups {1e6 * e['lookup_j']:.3f} µJ")
-        if "inference_measured" in r["energy"]:
-            note += f"; measured {1e6 * r['energy']['inference_measured']['per_inference_j']:.3f} µJ per inference"
+        note = (f"- {r['label']}: weights {1e6 * e['weight_memory_j']:.4g} µJ from "
+                f"{'SRAM' if e['weights_on_chip'] else 'DRAM'}, activations {1e6 * e['activation_memory_j']:.4g} µJ "
+                f"from {'SRAM' if e['activations_on_chip'] else 'DRAM'}, look-ups {1e6 * e['lookup_j']:.4g} µJ, "
+                f"compute {1e6 * e['compute_j']:.4g} µJ")
         train = r["energy"].get("training")
         if train:
-            note += f"; training ({train.get('what', '')}) {train['method']}"
-            note += f": {'; '.join(train['notes'])}" if train["notes"] else ""
+            note += f"; training energy {train['method']}"
+            note += f" ({'; '.join(train['notes'])})" if train["notes"] else ""
         lines.append(note)
     return "\n".join(lines)
 
