@@ -78,9 +78,18 @@ def test_report_energy_overrides_and_no_latency(models, tmp_path):
     assert not list(out.glob("*.png"))
 
 
+def test_report_registered_architecture(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["report", "lenet-5", "--out", str(out), "--no-latency", "--no-plots"]) == 0
+    assert "architecture (no file)" in capsys.readouterr().out
+    r = json.loads((out / "report.json").read_text())["models"][0]
+    assert r["macs"] == 2_293_000 and r["params"] == 431_080 and "file_bytes" not in r
+
+
 def test_report_errors_exit_2(models, tmp_path, capsys):
     ckpt, _ = models
     assert main(["report", str(tmp_path / "missing.dcz"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such model file or registered model" in capsys.readouterr().err
     assert main(["report", str(ckpt), "--label", "a", "--label", "b", "--out", str(tmp_path / "o")]) == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text("dram_pj_per_megabyte: 640\n")

@@ -14,7 +14,8 @@ from .._io import atomic_write_text
 from ..api import load
 from ..metrics.energy import MAC_PJ, EnergyMeter, EnergyModel
 from ..metrics.plots import accuracy_scatter, energy_breakdown, save_figure, weight_histograms
-from ..metrics.summary import csv_text, markdown, measure_file, text_table
+from ..metrics.summary import csv_text, markdown, measure_file, measure_model, text_table
+from ..models import create_model, list_models
 from ..training import resolve_device
 from ._common import add_device, output_dir
 
@@ -26,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "parameters, sizes, dense and sparse FLOPs/MACs, latency, accuracy (with --data) and energy "
                     "per inference (measured from RAPL/NVML counters when readable, always estimated from the "
                     "Horowitz 45 nm model). Writes report.json, report.csv, report.md and PNG/SVG figures.")
-    p.add_argument("files", nargs="+", metavar="MODEL_OR_FILE", help=".dcz files and .safetensors checkpoints")
+    p.add_argument("files", nargs="+", metavar="MODEL_OR_FILE",
+                   help=".dcz files, .safetensors checkpoints, or registered model names (freshly built, untrained: "
+                        "for size, FLOPs and energy estimates of an architecture)")
     p.add_argument("--data", help="evaluation data: MNIST IDX folder, image folder, or 'digits'")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     p.add_argument("--label", action="append", help="name of each model in the tables (repeat once per file)")
@@ -63,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
         raise ValueError("--batch-size and --repeats must be >= 1, --warmup >= 0")
     for f in args.files:
-        if not Path(f).is_file():
-            raise FileNotFoundError(f"no such model file: {f}")
+        if not Path(f).is_file() and f not in list_models():
+            raise FileNotFoundError(f"no such model file or registered model: {f} (models: {', '.join(list_models())})")
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -75,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
     latency = None if args.no_latency else {"batch_sizes": sorted({1, args.batch_size}), "warmup": args.warmup,
                                             "repeats": args.repeats}
     labels = args.label or [Path(f).name for f in args.files]
-    records = [measure_file(f, label, args.data, em, latency, device) for f, label in zip(args.files, labels,
-                                                                                           strict=True)]
+    records = [measure_file(f, label, args.data, em, latency, device) if Path(f).is_file()
+               else measure_model(create_model(f).to(device), label, None, args.data, em, latency)
+               for f, label in zip(args.files, labels, strict=True)]
     with EnergyMeter() as probe:
         pass
     counters = probe.reading.notes if probe.reading.method != "measured" else list(probe.reading.sources)
@@ -106,7 +110,7 @@ def _plots(files: list[str], records: list[dict[str, Any]], out: Path) -> list[P
         paths += save_figure(fig, out / "accuracy_vs_size_energy")
     # a .dcz's "before" is a dense checkpoint of the same architecture from the same folder
     dense = {(r["arch"], Path(f).resolve().parent): f for f, r in zip(files, records, strict=True)
-             if r["format"] == "dense"}
+             if r["format"] == "dense" and "file" in r}
     for f, r in zip(files, records, strict=True):
         if r["format"] == "dcz":
             key = (r["arch"], Path(f).resolve().parent)

@@ -73,6 +73,8 @@ def measure_model(model: nn.Module, label: str, dcz: DczFile | None = None, data
         b1 = lat["batches"].get("1", {}).get("energy", {})
         if b1.get("method") == "measured":
             rec["energy"]["inference_measured"] = b1
+            rec["energy"]["efficiency_measured_uj_per_mflop"] = efficiency_uj_per_mflop(b1["per_inference_j"],
+                                                                                        prof.flops)
     return rec
 
 
@@ -133,7 +135,7 @@ def _fmt_j(j: float | None) -> str:
 def _metric_rows(r: dict[str, Any]) -> dict[str, str]:
     """One model's column of the side-by-side table, by metric name."""
     e = r["energy"]["inference"]
-    size = r.get("file_bytes", r.get("dcz_bytes", r["dense_fp32_bytes"]))
+    size = r.get("file_bytes")
     lat = r.get("latency", {})
     batches = lat.get("batches", {})
     sizes = sorted(batches, key=int)
@@ -147,13 +149,13 @@ def _metric_rows(r: dict[str, Any]) -> dict[str, str]:
         return f"{t['median_ms']:.3f} ({t['q1_ms']:.3f}–{t['q3_ms']:.3f})"
 
     return {
-        "format": ".dcz" if r["format"] == "dcz" else "dense checkpoint",
+        "format": ".dcz" if r["format"] == "dcz" else "dense checkpoint" if size else "architecture (no file)",
         "parameters": f"{r['params']:,}",
         "non-zero parameters": f"{r['nonzero']:,} ({100 * r['nonzero'] / max(r['params'], 1):.1f}%)",
         "distinct values per layer (max)": f"{max(distinct, default=0):,}",
         "dense fp32 bytes": f"{r['dense_fp32_bytes']:,}",
-        "file bytes": f"{size:,}",
-        "smaller than dense fp32": f"{r['dense_fp32_bytes'] / size:.1f}×",
+        "file bytes": f"{size:,}" if size else "–",
+        "smaller than dense fp32": f"{r['dense_fp32_bytes'] / size:.1f}×" if size else "–",
         "zipped dense fp32 file bytes": f"{r['zipped_dense_bytes']:,}",
         "MFLOPs (dense)": f"{r['flops'] / 1e6:.3f}",
         "MACs (dense)": f"{r['macs']:,}",
