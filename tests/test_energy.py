@@ -99,17 +99,20 @@ def no_nvml(monkeypatch):
 
 def test_rapl_meter_on_fake_sysfs_with_wraparound(tmp_path, no_nvml):
     pkg0 = _zone(tmp_path, "intel-rapl:0", "package-0", 900)
-    _zone(tmp_path, "intel-rapl:0:0", "core", 500)  # sub-zone: part of package-0, not added again
+    core = _zone(tmp_path, "intel-rapl:0:0", "core", 500)  # part of package-0: not added again
+    dram = _zone(tmp_path, "intel-rapl:0:1", "dram", 10)  # not part of package-0: added
     pkg1 = _zone(tmp_path, "intel-rapl:1", "package-1", 100)
     with EnergyMeter(tmp_path, use_zeus=False) as meter:
         (pkg0 / "energy_uj").write_text("100\n")  # wrapped past max_energy_range_uj = 1000
         (pkg1 / "energy_uj").write_text("400\n")
-        (tmp_path / "intel-rapl:0:0" / "energy_uj").write_text("999\n")
+        (core / "energy_uj").write_text("999\n")
+        (dram / "energy_uj").write_text("60\n")
     r = meter.reading
     assert r.method == "measured"
     assert r.sources == {"rapl intel-rapl:0 (package-0)": pytest.approx(200e-6),
+                         "rapl intel-rapl:0:1 (dram)": pytest.approx(50e-6),
                          "rapl intel-rapl:1 (package-1)": pytest.approx(300e-6)}
-    assert r.joules == pytest.approx(500e-6)
+    assert r.joules == pytest.approx(550e-6)
 
 
 def test_rapl_permission_denied_is_reported(tmp_path, monkeypatch, no_nvml):
@@ -145,7 +148,8 @@ def test_zeus_used_when_installed_and_no_own_counter(tmp_path, monkeypatch, no_n
 
         def end_window(self, name):
             assert name == self.name
-            return types.SimpleNamespace(total_energy=2.5)
+            return types.SimpleNamespace(total_energy=2.5, gpu_energy={0: 2.5}, cpu_energy={0: 1.0},
+                                         dram_energy=None)
 
     zeus = types.ModuleType("zeus")
     monitor = types.ModuleType("zeus.monitor")
@@ -154,4 +158,20 @@ def test_zeus_used_when_installed_and_no_own_counter(tmp_path, monkeypatch, no_n
     monkeypatch.setitem(sys.modules, "zeus.monitor", monitor)
     with EnergyMeter(tmp_path / "absent") as meter:
         pass
-    assert meter.reading.method == "measured" and meter.reading.sources == {"zeus": 2.5}
+    assert meter.reading.method == "measured" and meter.reading.joules == 3.5
+    assert meter.reading.sources == {"zeus gpu0": 2.5, "zeus cpu0": 1.0}
+
+
+def test_zeus_failure_does_not_break_the_work(tmp_path, monkeypatch, no_nvml):
+    class BrokenMonitor:
+        def __init__(self):
+            raise RuntimeError("Root privilege is required to read RAPL metrics")
+
+    monitor = types.ModuleType("zeus.monitor")
+    monitor.ZeusMonitor = BrokenMonitor
+    monkeypatch.setitem(sys.modules, "zeus", types.ModuleType("zeus"))
+    monkeypatch.setitem(sys.modules, "zeus.monitor", monitor)
+    with EnergyMeter(tmp_path / "absent") as meter:
+        pass
+    assert meter.reading.method == "unavailable"
+    assert any(n.startswith("Zeus: Root privilege") for n in meter.reading.notes)

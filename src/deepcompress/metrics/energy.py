@@ -184,10 +184,12 @@ class EnergyReading:
 
 
 _TOP_ZONE = re.compile(r"^intel-rapl:\d+$")
+_SUB_ZONE = re.compile(r"^intel-rapl:\d+:\d+$")
 
 
 class RaplReader:
-    """Top-level RAPL zones (packages, psys) under a powercap folder; sub-zones are not summed twice."""
+    """RAPL zones under a powercap folder: the top-level ones (packages, psys) and the DRAM sub-zones, which
+    packages do not include; the core/uncore sub-zones are parts of their package and are not added again."""
 
     def __init__(self, root: str | os.PathLike = "/sys/class/powercap") -> None:
         self.root = Path(root)
@@ -197,7 +199,8 @@ class RaplReader:
         if not self.root.is_dir():
             self.notes.append(f"RAPL: {self.root} does not exist (no powercap interface)")
             return []
-        zones = sorted(p for p in self.root.iterdir() if _TOP_ZONE.match(p.name))
+        zones = sorted(p for p in self.root.iterdir() if _TOP_ZONE.match(p.name) or (
+            _SUB_ZONE.match(p.name) and _zone_name(p) == "dram"))
         if not zones:
             self.notes.append(f"RAPL: no intel-rapl zones under {self.root}")
         return zones
@@ -206,12 +209,8 @@ class RaplReader:
         """``{zone: (energy_uj, max_energy_range_uj)}`` of every readable zone; unreadable ones are noted."""
         out = {}
         for zone in self.zones():
-            label = zone.name
-            try:
-                name = (zone / "name").read_text().strip()
-                label = f"{zone.name} ({name})"
-            except OSError:
-                pass
+            name = _zone_name(zone)
+            label = f"{zone.name} ({name})" if name else zone.name
             try:
                 energy = int((zone / "energy_uj").read_text())
                 wrap = int((zone / "max_energy_range_uj").read_text())
@@ -236,6 +235,13 @@ class RaplReader:
             d = e1 - e0 if e1 >= e0 else e1 + wrap - e0
             out[f"rapl {zone}"] = d / 1e6
         return out
+
+
+def _zone_name(zone: Path) -> str:
+    try:
+        return (zone / "name").read_text().strip()
+    except OSError:
+        return ""
 
 
 class NvmlReader:
@@ -283,7 +289,7 @@ class EnergyMeter:
         self._rapl0, self._nvml0 = self.rapl.read(), self.nvml.read()
         self._zeus = None
         if not self._rapl0 and not self._nvml0 and self.use_zeus:
-            self._zeus = _start_zeus()
+            self._zeus = _start_zeus(self.rapl.notes)
         self._t0 = time.perf_counter()
         return self
 
@@ -301,18 +307,28 @@ class EnergyMeter:
             self.reading = EnergyReading("unavailable", None, seconds, {}, notes + ["no energy counter readable"])
 
 
-def _start_zeus() -> Any:
+def _start_zeus(notes: list[str]) -> Any:
     try:
         from zeus.monitor import ZeusMonitor
     except ImportError:
         return None
-    monitor = ZeusMonitor()
-    monitor.begin_window("deepcompress")
+    try:
+        monitor = ZeusMonitor()
+        monitor.begin_window("deepcompress")
+    except Exception as e:  # an optional third-party meter must never break the measured work
+        notes.append(f"Zeus: {e}")
+        return None
     return monitor
 
 
 def _stop_zeus(monitor: Any) -> dict[str, float]:
-    return {"zeus": float(monitor.end_window("deepcompress").total_energy)}
+    """Joules per device of Zeus's window (its ``total_energy`` covers GPUs only, so the parts are summed)."""
+    m = monitor.end_window("deepcompress")
+    out = {}
+    for kind in ("gpu", "cpu", "dram"):
+        for index, joules in (getattr(m, f"{kind}_energy", None) or {}).items():
+            out[f"zeus {kind}{index}"] = float(joules)
+    return out
 
 
 def training_energy(seconds: float, device: str, measured_j: float | None = None,
