@@ -115,6 +115,16 @@ def test_rapl_meter_on_fake_sysfs_with_wraparound(tmp_path, no_nvml):
     assert r.joules == pytest.approx(550e-6)
 
 
+def test_rapl_sampling_survives_several_wraparounds(tmp_path, no_nvml):
+    pkg = _zone(tmp_path, "intel-rapl:0", "package-0", 100)
+    with EnergyMeter(tmp_path, use_zeus=False, sample_every_s=3600) as meter:
+        for uj in (700, 200, 900, 50):  # wraps twice at 1000 µJ between samples
+            (pkg / "energy_uj").write_text(f"{uj}\n")
+            meter.sample()
+        (pkg / "energy_uj").write_text("80\n")
+    assert meter.reading.joules == pytest.approx((600 + 500 + 700 + 150 + 30) * 1e-6)
+
+
 def test_rapl_permission_denied_is_reported(tmp_path, monkeypatch, no_nvml):
     _zone(tmp_path, "intel-rapl:0", "package-0", 10)
     real = Path.read_text

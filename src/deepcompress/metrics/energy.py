@@ -1,8 +1,9 @@
 """Energy, always labelled: **measured** from hardware counters, or **estimated** from a stated model.
 
 Measured: Intel/AMD RAPL through Linux powercap (``/sys/class/powercap/intel-rapl:N/energy_uj``) and
-NVIDIA NVML's total-energy counter (``pynvml``), read before and after the measured work; Zeus is used
-instead when it is installed and the own readers find no counter.
+NVIDIA NVML's total-energy counter (``pynvml``), read before and after the measured work (RAPL also every
+30 s in between, to undo its wrap-arounds); Zeus is used instead when it is installed and these readers
+find no counter.
 
 Estimated, per inference, in the style of Han et al. (2016) and EIE with Horowitz's 45 nm figures
 (ISSCC 2014)::
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -271,33 +273,64 @@ class NvmlReader:
                 self.notes.append(f"NVML gpu{i}: energy counter unavailable ({e})")
         return out
 
+    def close(self) -> None:
+        if self.handles:
+            self.nvml.nvmlShutdown()
+
 
 class EnergyMeter:
     """Context manager measuring the energy of the work inside it from RAPL and NVML counters.
 
-    ``meter.reading`` is "measured" with joules per counter when any counter was readable, else
-    "unavailable" with the reasons in ``notes`` (callers then fall back to an estimate).
+    RAPL counters wrap around after ``max_energy_range_uj`` (about an hour at 70 W), so while the work runs
+    they are also read every ``sample_every_s`` seconds by a background thread and the wrap-corrected
+    deltas are summed. ``meter.reading`` is "measured" with joules per counter when any counter was
+    readable, else "unavailable" with the reasons in ``notes`` (callers then fall back to an estimate).
     """
 
-    def __init__(self, powercap_root: str | os.PathLike = "/sys/class/powercap", use_zeus: bool = True) -> None:
+    def __init__(self, powercap_root: str | os.PathLike = "/sys/class/powercap", use_zeus: bool = True,
+                 sample_every_s: float = 30.0) -> None:
         self.rapl = RaplReader(powercap_root)
         self.use_zeus = use_zeus
+        self.sample_every_s = sample_every_s
         self.reading = EnergyReading("unavailable", None, 0.0)
+
+    def sample(self) -> None:
+        """Read the RAPL counters now and add what they counted since the last read."""
+        with self._lock:
+            now = self.rapl.read()
+            for zone, joules in self.rapl.delta_j(self._rapl_last, now).items():
+                self._rapl_j[zone] = self._rapl_j.get(zone, 0.0) + joules
+            self._rapl_last.update(now)
+
+    def _sampler(self) -> None:
+        while not self._stop.wait(self.sample_every_s):
+            self.sample()
 
     def __enter__(self) -> EnergyMeter:
         self.nvml = NvmlReader()
-        self._rapl0, self._nvml0 = self.rapl.read(), self.nvml.read()
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._rapl_last, self._rapl_j = self.rapl.read(), {}
+        self._nvml0 = self.nvml.read()
         self._zeus = None
-        if not self._rapl0 and not self._nvml0 and self.use_zeus:
+        if not self._rapl_last and not self._nvml0 and self.use_zeus:
             self._zeus = _start_zeus(self.rapl.notes)
+        self._thread = None
+        if self._rapl_last:
+            self._thread = threading.Thread(target=self._sampler, name="rapl-sampler", daemon=True)
+            self._thread.start()
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         seconds = time.perf_counter() - self._t0
-        sources = self.rapl.delta_j(self._rapl0, self.rapl.read())
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        self.sample()
+        sources = dict(self._rapl_j)
         nvml1 = self.nvml.read()
         sources.update({k: (nvml1[k] - v) / 1e3 for k, v in self._nvml0.items() if k in nvml1})
+        self.nvml.close()
         if self._zeus is not None:
             sources.update(_stop_zeus(self._zeus))
         notes = list(dict.fromkeys(self.rapl.notes + self.nvml.notes))
