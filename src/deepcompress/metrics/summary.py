@@ -36,7 +36,7 @@ def measure_model(model: nn.Module, label: str, dcz: DczFile | None = None, data
                   train: dict[str, Any] | None = None, batch_size: int = 256) -> dict[str, Any]:
     """Every efficiency figure of ``model`` (built by deepcompress). Pass ``dcz`` when it was read from a
     .dcz file, ``data`` (an ``open_eval_data`` spec) for accuracy, ``latency`` (``measure_latency``
-    arguments) to time it, and ``train`` (``{"seconds", "device", "joules"?}``) for training energy."""
+    arguments) to time it, and ``train`` (``{"seconds", "device", "joules"?, "what"?}``) for training energy."""
     em = energy_model or EnergyModel()
     info = model_info(model)
     if not info.input_size:
@@ -61,8 +61,9 @@ def measure_model(model: nn.Module, label: str, dcz: DczFile | None = None, data
     rec["energy"] = {"inference": energy.to_dict(),
                      "efficiency_uj_per_mflop": efficiency_uj_per_mflop(energy.total_j, prof.flops)}
     if train is not None:
-        rec["energy"]["training"] = training_energy(train["seconds"], train.get("device", "cpu"),
-                                                    train.get("joules"), em).to_dict()
+        rec["energy"]["training"] = {**training_energy(train["seconds"], train.get("device", "cpu"),
+                                                       train.get("joules"), em).to_dict(),
+                                     "what": train.get("what", "training")}
     if data is not None:
         device = next(model.parameters()).device
         ds = open_eval_data(data, info.class_names, info.input_size, info.mean, info.std)
@@ -81,16 +82,19 @@ def measure_model(model: nn.Module, label: str, dcz: DczFile | None = None, data
 def _train_info(path: Path, dcz: DczFile | None, model: nn.Module) -> dict[str, Any] | None:
     """Training time (and measured energy, if the pipeline logged one) from the results JSON beside ``path``
     (``FILE.json`` or ``results.json``) or from a checkpoint's metadata."""
-    results = None
+    results: dict[str, Any] = {}
     for candidate in (path.with_suffix(".json"), path.parent / "results.json"):
-        if candidate.is_file():
-            try:
-                results = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
+        try:
+            found = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        source = found.get("final", {}).get("source") if isinstance(found, dict) else None
+        if isinstance(found, dict) and (candidate.stem == path.stem or dcz is None or (
+                source is not None and Path(source).name == path.name)):
+            results = found
             break
-    device = str(results.get("device", "cpu")) if isinstance(results, dict) else "cpu"
-    if dcz is not None and isinstance(results, dict) and "total" in results.get("seconds", {}):
+    device = str(results.get("device", "cpu"))
+    if dcz is not None and "total" in results.get("seconds", {}):
         measured = results.get("energy", {}).get("training", {})
         what = "compression" if results.get("baseline", {}).get("given") else "baseline + compression"
         return {"seconds": float(results["seconds"]["total"]), "device": device, "what": what,
@@ -116,8 +120,6 @@ def measure_file(path: str | os.PathLike, label: str | None = None, data: str | 
     rec = measure_model(model, label or path.name, dcz, data, energy_model, latency, train, batch_size)
     rec["file"] = str(path)
     rec["file_bytes"] = path.stat().st_size
-    if train is not None:
-        rec["energy"]["training"]["what"] = train["what"]
     return rec
 
 
