@@ -1,9 +1,8 @@
-"""Model size: parameter counts, distinct values per layer, file bytes and the zipped dense baseline."""
+"""Model size: parameter counts, distinct values per layer and the zipped dense-file baseline."""
 
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 
 import torch
@@ -55,11 +54,6 @@ def distinct_values(model: nn.Module) -> dict[str, int]:
         w = layer_weight(module)
         out[name] = int(torch.unique(w[w != 0]).numel())
     return out
-
-
-def file_bytes(path: str | os.PathLike) -> int:
-    """Size of a file on disk."""
-    return os.path.getsize(path)
 
 
 def dense_fp32_blob(model: nn.Module) -> bytes:
