@@ -55,11 +55,6 @@ class ModelProfile:
     def peak_activation_numel(self) -> int:
         return max((p.input_numel + p.output_numel for p in self.layers), default=0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"flops": self.flops, "macs": self.macs, "sparse_macs": self.sparse_macs,
-                "activation_numel": self.activation_numel,
-                "peak_activation_numel": self.peak_activation_numel, "layers": [p.to_dict() for p in self.layers]}
-
 
 @torch.no_grad()
 def profile_model(model: nn.Module, input_size: Sequence[int]) -> ModelProfile:
