@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"energy counters: {', '.join(counters)} (measured energies are labelled 'meas.')")
     else:
         print(f"energy counters: none readable here ({'; '.join(counters)}); every energy is an estimate")
-    print(md.split("\n\n", 1)[1])
+    print(md.split("\n\n", 1)[1].split("\n\n### ", 1)[0])
     print(f"\nWrote {out / 'report.json'}, report.csv, report.md" + (f" and {len(figures)} figure files" if figures
                                                                       else ""))
     return 0

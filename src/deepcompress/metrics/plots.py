@@ -112,9 +112,10 @@ def accuracy_scatter(records: list[dict[str, Any]]) -> Figure | None:
             ax.annotate(r["label"], (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(x=0.3, y=0.15)  # room for the labels
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy (%)")
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"Accuracy on {recs[0]['eval']['data']}")
+    fig.suptitle(f"Accuracy on {Path(recs[0]['eval']['data']).name}")
     fig.tight_layout()
     return fig

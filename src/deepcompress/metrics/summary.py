@@ -216,6 +216,13 @@ def markdown(records: list[dict[str, Any]], energy_model: EnergyModel) -> str:
             note += f"; training energy {train['method']}"
             note += f" ({'; '.join(train['notes'])})" if train["notes"] else ""
         lines.append(note)
+    for r in records:
+        lines += ["", f"### {r['label']}: per layer (one sample)", "",
+                  "| layer | weights | non-zero | distinct values | MACs | MACs with a non-zero weight "
+                  "| activations in + out |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {p['name']} | {p['weights']:,} | {p['nonzero']:,} | {r['distinct_values'][p['name']]:,} | "
+                  f"{p['macs']:,} | {p['sparse_macs']:,} | {p['input_numel'] + p['output_numel']:,} |"
+                  for p in r["layers"]]
     return "\n".join(lines)
 
 
