@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-latency", action="store_true", help="skip timing (and measured inference energy)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--energy-config", help="YAML/TOML/JSON file overriding the energy model's constants")
-    p.add_argument("--on-chip-kib", type=float, help="on-chip SRAM budget in KiB (default: 8192)")
+    p.add_argument("--on-chip-kib", type=float, help="on-chip SRAM budget in KiB (default: the config's, else 8192)")
     p.add_argument("--arithmetic", choices=sorted(MAC_PJ), help="MAC energy figures to use (default: fp32)")
     add_device(p)
     p.set_defaults(func=run)
