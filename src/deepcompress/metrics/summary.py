@@ -169,7 +169,7 @@ def _metric_rows(r: dict[str, Any]) -> dict[str, str]:
         "log-loss": f"{ev['log_loss']:.4f}" if ev else "–",
         "energy / inference (estimated)":
             f"{_fmt_j(e['total_j'])} (weights in {'SRAM' if e['weights_on_chip'] else 'DRAM'})",
-        "  compute / memory": f"{_fmt_j(e['compute_j'])} / {_fmt_j(e['memory_j'])}",
+        "energy split, compute / memory": f"{_fmt_j(e['compute_j'])} / {_fmt_j(e['memory_j'])}",
         "energy / inference (measured)": _fmt_j(measured["per_inference_j"]) if measured else "no counters",
         "energy efficiency, µJ / MFLOP (est.)": f"{r['energy']['efficiency_uj_per_mflop']:.4f}",
         "training time": f"{train['seconds']:.1f} s ({train.get('what', '')})" if train else "–",
