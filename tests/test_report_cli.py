@@ -6,8 +6,11 @@ import json
 import pytest
 import torch
 
+from deepcompress.checkpoint import save_checkpoint
 from deepcompress.cli import main
 from deepcompress.data import open_train_test
+from deepcompress.metrics.energy import EnergyModel
+from deepcompress.metrics.summary import measure_file
 from deepcompress.models import create_model
 from deepcompress.pipeline import Data, Pipeline
 from deepcompress.recipe import recipe_from_dict
@@ -95,3 +98,13 @@ def test_report_errors_exit_2(models, tmp_path, capsys):
     bad.write_text("dram_pj_per_megabyte: 640\n")
     assert main(["report", str(ckpt), "--energy-config", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "unknown setting" in capsys.readouterr().err
+
+
+def test_training_time_from_history_json(tmp_path):
+    save_checkpoint(tmp_path / "best.safetensors", create_model("lenet-5"))
+    history = {"model": "lenet-5", "epochs": [{"epoch": 1, "seconds": 10.0}, {"epoch": 2, "seconds": 5.0}]}
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    r = measure_file(tmp_path / "best.safetensors", energy_model=EnergyModel(cpu_power_w=10))
+    train = r["energy"]["training"]
+    assert train["seconds"] == 15.0 and train["joules"] == 150.0 and train["method"] == "estimated"
+    assert "not recorded" in train["notes"][0]

@@ -81,7 +81,7 @@ def measure_model(model: nn.Module, label: str, dcz: DczFile | None = None, data
 
 def _train_info(path: Path, dcz: DczFile | None, model: nn.Module) -> dict[str, Any] | None:
     """Training time (and measured energy, if the pipeline logged one) from the results JSON beside ``path``
-    (``FILE.json`` or ``results.json``) or from a checkpoint's metadata."""
+    (``FILE.json`` or ``results.json``), a checkpoint's metadata, or the ``history.json`` beside it."""
     results: dict[str, Any] = {}
     for candidate in (path.with_suffix(".json"), path.parent / "results.json"):
         try:
@@ -93,15 +93,24 @@ def _train_info(path: Path, dcz: DczFile | None, model: nn.Module) -> dict[str, 
                 source is not None and Path(source).name == path.name)):
             results = found
             break
-    device = str(results.get("device", "cpu"))
+    device = str(results.get("device", "device not recorded: CPU figure"))
     if dcz is not None and "total" in results.get("seconds", {}):
         measured = results.get("energy", {}).get("training", {})
         what = "compression" if results.get("baseline", {}).get("given") else "baseline + compression"
         return {"seconds": float(results["seconds"]["total"]), "device": device, "what": what,
                 "joules": measured.get("joules") if measured.get("method") == "measured" else None}
+    if dcz is not None:
+        return None
     baseline = getattr(model, "dc_extra", {}).get("baseline", {})
-    if dcz is None and "seconds" in baseline:
+    if "seconds" in baseline:
         return {"seconds": float(baseline["seconds"]), "device": device, "what": "baseline training"}
+    try:  # `deepcompress train` writes the epochs, with their seconds, to history.json beside the checkpoint
+        history = json.loads((path.parent / "history.json").read_text(encoding="utf-8"))
+        if history.get("model") == model_info(model).arch:
+            seconds = sum(float(e["seconds"]) for e in history["epochs"])
+            return {"seconds": seconds, "device": device, "what": "training (history.json)"}
+    except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+        pass
     return None
 
 
