@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     print(text_table(records))
     print()
     if probe.reading.method == "measured":
-        print(f"energy counters: {', '.join(counters)} (measured energies are labelled 'meas.')")
+        print(f"energy counters: {', '.join(counters)} (inference energy measured over the batch-1 runs)")
     else:
         print(f"energy counters: none readable here ({'; '.join(counters)}); every energy is an estimate")
     print(md.split("\n\n", 1)[1].split("\n\n### ", 1)[0])
