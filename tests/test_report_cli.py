@@ -10,7 +10,7 @@ from deepcompress.checkpoint import save_checkpoint
 from deepcompress.cli import main
 from deepcompress.data import open_train_test
 from deepcompress.metrics.energy import EnergyModel
-from deepcompress.metrics.summary import measure_file
+from deepcompress.metrics.summary import markdown, measure_file, measure_model, text_table
 from deepcompress.models import create_model
 from deepcompress.pipeline import Data, Pipeline
 from deepcompress.recipe import recipe_from_dict
@@ -108,3 +108,16 @@ def test_training_time_from_history_json(tmp_path):
     train = r["energy"]["training"]
     assert train["seconds"] == 15.0 and train["joules"] == 150.0 and train["method"] == "estimated"
     assert "not recorded" in train["notes"][0]
+
+
+def test_measured_inference_energy_reported_beside_the_estimate(tmp_path):
+    zone = tmp_path / "intel-rapl:0"
+    zone.mkdir()
+    for name, value in (("name", "package-0"), ("energy_uj", "5000"), ("max_energy_range_uj", "10000")):
+        (zone / name).write_text(value + "\n")
+    latency = {"batch_sizes": (1,), "warmup": 0, "repeats": 2, "powercap_root": str(tmp_path)}
+    r = measure_model(create_model("lenet-300-100"), "m", latency=latency)
+    measured = r["energy"]["inference_measured"]
+    assert measured["method"] == "measured" and measured["per_inference_j"] == 0.0  # the fake counter stood still
+    assert r["energy"]["inference"]["method"] == "estimated"
+    assert "0 nJ" in text_table([r]) and "| m |" in markdown([r], EnergyModel())

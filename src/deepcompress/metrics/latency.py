@@ -87,7 +87,8 @@ def measure_latency(model: nn.Module, input_size: Sequence[int], batch_sizes: Se
             row = {"median_ms": median, "q1_ms": q[0], "q3_ms": q[2], "min_ms": min(times), "max_ms": max(times),
                    "throughput_per_s": 1e3 * b / median, "repeats": repeats, "cpu_peak_bytes": cpu_peak.bytes}
             r = meter.reading
-            row["energy"] = {**r.to_dict(), "per_inference_j": r.joules / (repeats * b) if r.joules else None}
+            per_inference = r.joules / (repeats * b) if r.joules is not None else None
+            row["energy"] = {**r.to_dict(), "per_inference_j": per_inference}
             out["batches"][str(b)] = row
     finally:
         model.train(was_training)
