@@ -83,4 +83,6 @@ def test_latency_reports_median_and_spread():
     for row in r["batches"].values():
         assert row["min_ms"] <= row["q1_ms"] <= row["median_ms"] <= row["q3_ms"] <= row["max_ms"]
         assert row["energy"]["method"] in ("measured", "unavailable")
-    assert r["peak_memory_bytes"] > 0
+    # memory the allocator already holds is reused, so the growth may be 0 late in a test session
+    assert r["peak_memory_bytes"] >= 0
+    assert r["peak_memory_kind"] in ("RSS growth during the runs", "process peak RSS", "cuda allocated")

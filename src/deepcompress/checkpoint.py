@@ -1,4 +1,9 @@
-"""Checkpoints as safetensors files: weights plus the JSON needed to rebuild the model. No pickle."""
+"""Checkpoints as safetensors files: weights plus the JSON needed to rebuild the model. No pickle.
+
+A checkpoint is untrusted input: it is parsed by safetensors (never unpickled, so a ``torch.save``
+file with a malicious ``__reduce__`` is refused unread), its model description is type-checked, and
+the model is sized on the ``meta`` device before it is built.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._io import atomic_path
-from .models import ModelInfo, create_model, model_info
+from .format.dcz import DEFAULT_MAX_ELEMENTS
+from .models import ModelInfo, model_info
+from .models.untrusted import build_untrusted, parse_info, reference_state
 
 
 class CheckpointError(ValueError):
@@ -46,10 +53,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelInfo, dict[str, torch
     if meta.get("format") != "deepcompress-checkpoint":
         raise CheckpointError(f"{path} is a safetensors file but not a deepcompress checkpoint "
                               "(no 'format: deepcompress-checkpoint' metadata)")
-    try:
-        info = ModelInfo.from_dict(json.loads(meta["model"]))
+    try:  # (CheckpointError from parse_info is a ValueError too)
+        info = parse_info(json.loads(meta["model"]), CheckpointError)
         extra = json.loads(meta.get("extra", "{}"))
-    except (KeyError, json.JSONDecodeError, ValueError) as e:
+    except (KeyError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{path}: malformed checkpoint metadata: {e}") from e
     return info, tensors, extra
 
@@ -57,8 +64,20 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelInfo, dict[str, torch
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model stored in a checkpoint and load its weights (strictly)."""
     info, tensors, extra = read_checkpoint(path)
-    model = create_model(info.arch, **info.kwargs)
-    model.dc_info = info
+    # compare with the model's shapes on the meta device first: a mismatched (or absurdly large)
+    # model is refused before anything is allocated
+    try:
+        reference = reference_state(info, DEFAULT_MAX_ELEMENTS, CheckpointError)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    expected = {k: tuple(t.shape) for k, t in reference.items()}
+    stored = {k: tuple(t.shape) for k, t in tensors.items()}
+    if expected != stored:
+        key = sorted(set(expected) ^ set(stored)) or [k for k in expected if expected[k] != stored[k]]
+        raise CheckpointError(f"{path}: weights do not match model {info.arch!r}: {key[0]!r} is "
+                              f"{stored.get(key[0], 'missing')} in the file, {expected.get(key[0], 'absent')} "
+                              "in the model")
+    model = build_untrusted(info, CheckpointError)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "bench", "report"]
+COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "bench", "export", "predict", "serve",
+            "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         if args.debug:
             raise
-        print(f"deepcompress {args.command}: error: {e}", file=sys.stderr)
+        message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"deepcompress {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -20,6 +20,7 @@ from ._io import atomic_write_text
 from .checkpoint import save_checkpoint
 from .format.dcz import read_dcz
 from .format.model import model_from_dcz, round_for_storage, save_model
+from .models import create_model
 from .prune import (
     apply_mask,
     check_layer_names,
@@ -64,6 +65,11 @@ class Pipeline:
         self.results: dict[str, Any] = {"model": recipe.model, "data": data.name, "recipe": recipe.to_dict(),
                                         "device": str(self.device), "seconds": {}}
         self._test = _loader(data.test, 1000, False, 0)
+
+    def build_model(self) -> nn.Module:
+        """The recipe's model, freshly initialised from the recipe's seed."""
+        set_seed(self.recipe.seed)
+        return create_model(self.recipe.model, **self.recipe.model_kwargs)
 
     def _eval(self, model: nn.Module) -> dict[str, float]:
         return evaluate(model, self._test, self.device)

@@ -136,8 +136,12 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     text = path.read_text(encoding="utf-8")
     try:
         d = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+    except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: cannot parse recipe: {e}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}: cannot parse recipe: {getattr(e, 'problem', None) or e}{where}") from e
     try:
         return recipe_from_dict(d or {})
     except (ValueError, TypeError) as e:

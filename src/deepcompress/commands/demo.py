@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ..data import open_train_test
-from ..models import create_model
 from ..pipeline import Data, Pipeline
 from ..recipe import builtin_recipe
 from ._common import add_device, add_quiet, output_dir
@@ -23,9 +22,9 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args.out)
     recipe = builtin_recipe("demo")
     train, test = open_train_test("digits")
-    model = create_model(recipe.model, **recipe.model_kwargs)
     pipe = Pipeline(recipe, Data(train, test, "scikit-learn digits (8×8 upscaled to 28×28)"), args.device,
                     progress=not args.quiet)
+    model = pipe.build_model()
     pipe.run(model, out / "demo.dcz")
     pipe.write_reports(out / "results.json", out / "report.md")
     print()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..format.dcz import read_dcz
-from ..format.model import model_from_dcz
+from ..format.model import model_from_dcz, read_model_dcz
 from ..report import dense_bytes, layer_rows, markdown_table, totals
 from ._common import print_json
 
@@ -18,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dcz = read_dcz(args.file)
+    dcz = read_model_dcz(args.file)
     model = model_from_dcz(dcz)
     rows = layer_rows(dcz.records)
     total = totals(dcz.records, dcz.size, dense_bytes(model))

@@ -7,7 +7,7 @@ import time
 
 from ..checkpoint import load_checkpoint
 from ..data import open_train_test
-from ..models import create_model, model_info
+from ..models import model_info
 from ..pipeline import Data, Pipeline
 from ._common import add_device, add_quiet, output_dir, resolve_recipe
 
@@ -38,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         recipe.seed = args.seed
     train, test = open_train_test(args.data, download=True)
+    pipe = Pipeline(recipe, Data(train, test, str(args.data)), args.device, progress=not args.quiet)
     if args.baseline:
         model = load_checkpoint(args.baseline)
         if model_info(model).arch != args.model:
             raise ValueError(f"--baseline holds a {model_info(model).arch!r} model, not {args.model!r}")
     else:
-        model = create_model(args.model, **recipe.model_kwargs)
-    pipe = Pipeline(recipe, Data(train, test, str(args.data)), args.device, progress=not args.quiet)
+        model = pipe.build_model()
     pipe.run(model, out / f"{args.model}.dcz", train_baseline=not args.baseline,
              baseline_path=out / "baseline.safetensors")
     r = pipe.results

@@ -4,15 +4,19 @@ A .dcz holds a JSON header (model architecture and constructor arguments, class 
 normalisation) and one record per state_dict tensor. Pruned, weight-shared tensors are stored as a
 codebook plus two canonical-Huffman-coded streams: cluster indices of the non-zero weights and
 relative position gaps of fixed width (with filler entries). Everything else is stored raw.
+Format 1.1 adds optional named byte sections after the records (e.g. ``graph.onnx``, the network
+graph for :mod:`deepcompress.runtime`); files without sections are written as 1.0, byte for byte.
 A CRC-32 of the whole file closes it. No pickle anywhere.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,17 +25,21 @@ import numpy as np
 
 from .._io import atomic_write_bytes
 from ..coding import huffman
-from ..coding.sparse import decode_positions, encode_positions
+from ..coding.sparse import MAX_INDEX_BITS, decode_positions, encode_positions
 from ..errors import CodingError, FormatError
 
 MAGIC = b"\x89DCZ\r\n\x1a\n"
 VERSION = (1, 0)
+VERSION_SECTIONS = (1, 1)  # written only when the file carries named sections after the records
 RAW, SHARED = 0, 1
 DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: np.dtype("<i8"), 3: np.dtype("<i4"), 4: np.dtype("u1")}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 MAX_NDIM = 8
 MAX_NUMEL = 2**31 - 1
 MAX_CODEBOOK = 2**16
+DEFAULT_MAX_ELEMENTS = 2**28
+"""Default limit on the elements all tensors of one file decode to (1 GiB of float32)."""
+MIN_RECORD_BYTES = 7  # name length, 1-byte name, encoding, ndim 0, dtype u1, 1 byte of data
 
 
 @dataclass
@@ -70,6 +78,7 @@ class DczFile:
     tensors: dict[str, np.ndarray]
     records: list[RecordInfo] = field(default_factory=list)
     size: int = 0
+    sections: dict[str, bytes] = field(default_factory=dict)  # named byte blobs (format 1.1), e.g. "graph.onnx"
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -115,12 +124,37 @@ def _encode_shared(t: SharedTensor, numel: int) -> tuple[bytes, dict[str, int]]:
     return body, stats
 
 
-def encode_dcz(header: dict[str, Any], tensors: dict[str, np.ndarray],
-               shared: dict[str, SharedTensor] | None = None) -> tuple[bytes, list[RecordInfo]]:
-    """Serialise a header and tensors (shared ones given as :class:`SharedTensor`) to .dcz bytes."""
-    shared = shared or {}
+def _encode_head(header: dict[str, Any], version: tuple[int, int]) -> bytes:
     head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    parts = [MAGIC, struct.pack("<HHI", *VERSION, len(head)), head, struct.pack("<I", len(tensors))]
+    return MAGIC + struct.pack("<HHI", *version, len(head)) + head
+
+
+def _encode_sections(sections: dict[str, bytes]) -> bytes:
+    """Section block (format 1.1): u32 count, then per section u16 name length, UTF-8 name, u64 size, bytes."""
+    parts = [struct.pack("<I", len(sections))]
+    for name, blob in sections.items():
+        bname = name.encode("utf-8")
+        if not 0 < len(bname) < 2**16:
+            raise FormatError(f"section name {name!r} must be 1..65535 bytes of UTF-8")
+        parts += [struct.pack("<H", len(bname)), bname, struct.pack("<Q", len(blob)), bytes(blob)]
+    return b"".join(parts)
+
+
+def _finish(head: bytes, records: bytes, sections: dict[str, bytes] | None) -> bytes:
+    body = head + records + (_encode_sections(sections) if sections else b"")
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def encode_dcz(header: dict[str, Any], tensors: dict[str, np.ndarray],
+               shared: dict[str, SharedTensor] | None = None,
+               sections: dict[str, bytes] | None = None) -> tuple[bytes, list[RecordInfo]]:
+    """Serialise a header and tensors (shared ones given as :class:`SharedTensor`) to .dcz bytes.
+
+    ``sections`` (named byte blobs, e.g. an ONNX graph) make it a format 1.1 file; without them the
+    bytes are exactly format 1.0.
+    """
+    shared = shared or {}
+    parts = [struct.pack("<I", len(tensors))]
     infos = []
     for name, arr in tensors.items():
         arr = np.asarray(arr)
@@ -143,19 +177,33 @@ def encode_dcz(header: dict[str, Any], tensors: dict[str, np.ndarray],
             rec = rec_head + bytes([RAW]) + dims + bytes([DTYPE_CODES[dt]]) + arr.astype(dt).tobytes()
             infos.append(RecordInfo(name, "raw", arr.shape, len(rec), str(arr.dtype)))
         parts.append(rec)
-    body = b"".join(parts)
-    return body + struct.pack("<I", zlib.crc32(body)), infos
+    head = _encode_head(header, VERSION_SECTIONS if sections else VERSION)
+    return _finish(head, b"".join(parts), sections), infos
 
 
 def write_dcz(path: str | os.PathLike, header: dict[str, Any], tensors: dict[str, np.ndarray],
-              shared: dict[str, SharedTensor] | None = None) -> list[RecordInfo]:
+              shared: dict[str, SharedTensor] | None = None,
+              sections: dict[str, bytes] | None = None) -> list[RecordInfo]:
     """Encode and write atomically; returns the per-record details."""
-    data, infos = encode_dcz(header, tensors, shared)
+    data, infos = encode_dcz(header, tensors, shared, sections)
     atomic_write_bytes(path, data)
     return infos
 
 
+def replace_extras(data: bytes, header: dict[str, Any], sections: dict[str, bytes]) -> bytes:
+    """Copy .dcz bytes with a new header and sections; the tensor records are kept byte for byte."""
+    dcz = decode_dcz(data)
+    start = len(MAGIC) + 8 + struct.unpack_from("<I", data, len(MAGIC) + 4)[0]
+    end = start + 4 + sum(r.bytes for r in dcz.records)
+    head = _encode_head(header, VERSION_SECTIONS if sections else VERSION)
+    return _finish(head, bytes(data[start:end]), sections)
+
+
 # ----------------------------------------------------------------------------------------- reading
+
+ExpectShapes = Callable[[dict[str, Any]], Mapping[str, tuple[int, ...]]]
+"""Called with the parsed header; returns the shape every tensor must have, by name (see decode_dcz)."""
+
 
 class _Reader:
     """Bounds-checked cursor over the file bytes; every read names the field and offset on failure."""
@@ -163,8 +211,11 @@ class _Reader:
     def __init__(self, data: bytes, end: int) -> None:
         self.data, self.pos, self.end = data, 0, end
 
+    def left(self) -> int:
+        return self.end - self.pos
+
     def take(self, n: int, what: str) -> bytes:
-        if n < 0 or self.pos + n > self.end:
+        if n < 0 or n > self.end - self.pos:
             raise FormatError(f"truncated file: {what} needs {n} bytes at offset {self.pos}, "
                               f"only {self.end - self.pos} left")
         out = self.data[self.pos:self.pos + n]
@@ -185,39 +236,116 @@ def _read_lengths(r: _Reader, alphabet: int, what: str) -> np.ndarray:
     nib[0::2], nib[1::2] = packed >> 4, packed & 0x0F
     lengths = np.zeros(alphabet, dtype=np.uint8)
     lengths[:m] = nib[:m]
+    try:
+        huffman.validate_lengths(lengths)
+    except CodingError as e:
+        raise FormatError(f"{what} code table at offset {at}: {e}") from e
     return lengths
 
 
-def _read_stream(r: _Reader, alphabet: int, count: int, what: str) -> tuple[np.ndarray, int, int]:
-    """(symbols, payload bits, table bytes) of one Huffman stream."""
-    at = r.pos
-    lengths = _read_lengths(r, alphabet, what)
-    table_bytes = r.pos - at
-    at = r.pos
-    (nbits,) = r.unpack("<Q", f"{what} bit count")
-    if nbits > 8 * (r.end - r.pos):
-        raise FormatError(f"{what} at offset {at} claims {nbits} bits, more than the file holds")
-    data = r.take((nbits + 7) // 8, f"{what} bitstream")
-    try:
-        return huffman.decode(data, lengths, count, nbits), nbits, table_bytes
-    except CodingError as e:
-        raise FormatError(f"{what} at offset {at}: {e}") from e
+class _Stream:
+    """One Huffman-coded stream of a shared record, decoded lazily in chunks of symbols.
+
+    A multi-symbol code spends at least one bit per symbol, so its symbol count is bounded by the bits
+    in the file and it is decoded at once. The single-symbol code spends none: its ``count`` copies are
+    produced chunk by chunk, so a tiny file claiming many entries never allocates them all.
+    """
+
+    def __init__(self, r: _Reader, alphabet: int, count: int, what: str) -> None:
+        at = r.pos
+        lengths = _read_lengths(r, alphabet, what)
+        self.table_bytes = r.pos - at
+        at = r.pos
+        (self.nbits,) = r.unpack("<Q", f"{what} bit count")
+        if self.nbits > 8 * r.left():
+            raise FormatError(f"{what} at offset {at} claims {self.nbits} bits, more than the file holds")
+        data = r.take((self.nbits + 7) // 8, f"{what} bitstream")
+        used = np.flatnonzero(lengths)
+        self.constant = int(used[0]) if used.size == 1 else None
+        if self.constant is not None and count:
+            if self.nbits:
+                raise FormatError(f"{what} at offset {at}: a single-symbol code takes 0 bits, got {self.nbits}")
+            self.symbols = None
+            return
+        try:
+            self.symbols = huffman.decode(data, lengths, count, self.nbits)
+        except CodingError as e:
+            raise FormatError(f"{what} at offset {at}: {e}") from e
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        if self.symbols is None:
+            return np.full(stop - start, self.constant, dtype=np.int64)
+        return self.symbols[start:stop]
 
 
-def _read_record(r: _Reader) -> tuple[str, np.ndarray, RecordInfo]:
+_ENTRY_CHUNK = 1 << 20  # entries placed per step when expanding a shared record
+
+
+def _read_shared(r: _Reader, name: str, numel: int, start: int) -> tuple[np.ndarray, RecordInfo]:
+    at = r.pos
+    code, k = r.unpack("<BI", f"{name}: codebook dtype and size")
+    if code not in (0, 1) or not 1 <= k <= MAX_CODEBOOK:
+        raise FormatError(f"{name}: bad codebook (dtype code {code}, size {k}) at offset {at}")
+    dt = DTYPES[code]
+    codebook = np.frombuffer(r.take(k * dt.itemsize, f"{name}: codebook"), dtype=dt).astype(np.float32)
+    at = r.pos
+    bits, n_entries = r.unpack("<BI", f"{name}: index bits and entry count")
+    if not 1 <= bits <= MAX_INDEX_BITS:
+        raise FormatError(f"{name}: index bits {bits} at offset {at} outside 1..{MAX_INDEX_BITS}")
+    if n_entries > numel:
+        raise FormatError(f"{name}: {n_entries} entries at offset {at + 1} exceed its {numel} elements")
+    weights = _Stream(r, k + 1, n_entries, f"{name}: weight indices")
+    gaps = _Stream(r, 2**bits, n_entries, f"{name}: index gaps")
+    values = np.zeros(numel, dtype=np.float32)
+    base = nonzero = 0  # base: position after the previous entry
+    for lo in range(0, n_entries, _ENTRY_CHUNK):
+        hi = min(n_entries, lo + _ENTRY_CHUNK)
+        g, s = gaps.chunk(lo, hi), weights.chunk(lo, hi)
+        try:
+            positions, symbols = decode_positions(g, s, filler_symbol=k, numel=numel - base)
+        except CodingError as e:
+            raise FormatError(f"{name}: record at offset {start}, entries {lo}..{hi - 1}: {e}") from e
+        values[base + positions] = codebook[symbols]
+        nonzero += positions.size
+        base += int(g.sum()) + g.size
+    info = RecordInfo(name, "shared", (), r.pos - start, str(dt.newbyteorder("=")), codebook_size=k,
+                      index_bits=bits, entries=n_entries, nonzero=nonzero, fillers=n_entries - nonzero,
+                      weight_bits=weights.nbits, gap_bits=gaps.nbits,
+                      table_bytes=weights.table_bytes + gaps.table_bytes)
+    return values, info
+
+
+def _read_record(r: _Reader, budget: int, expect: Mapping[str, tuple[int, ...]] | None) -> tuple[
+        str, np.ndarray, RecordInfo]:
+    """One record; ``budget`` is how many more elements the file may decode to."""
     start = r.pos
     (nlen,) = r.unpack("<H", "tensor name length")
+    if nlen == 0:
+        raise FormatError(f"empty tensor name at offset {start}")
     try:
         name = r.take(nlen, "tensor name").decode("utf-8")
     except UnicodeDecodeError as e:
         raise FormatError(f"tensor name at offset {start + 2} is not UTF-8") from e
+    at = r.pos
     enc, ndim = r.unpack("<BB", f"{name}: encoding and ndim")
+    if enc not in (RAW, SHARED):
+        raise FormatError(f"{name}: unknown encoding {enc} at offset {at}")
     if ndim > MAX_NDIM:
-        raise FormatError(f"{name}: ndim {ndim} at offset {r.pos - 1} exceeds {MAX_NDIM}")
+        raise FormatError(f"{name}: ndim {ndim} at offset {at + 1} exceeds {MAX_NDIM}")
+    at = r.pos
     shape = r.unpack(f"<{ndim}I", f"{name}: shape")
-    numel = int(np.prod(shape, dtype=np.int64)) if ndim else 1
+    numel = math.prod(shape)
     if numel > MAX_NUMEL:
-        raise FormatError(f"{name}: {numel} elements exceed the limit {MAX_NUMEL}")
+        raise FormatError(f"{name}: shape {shape} at offset {at} has {numel} elements, over the limit {MAX_NUMEL}")
+    if expect is not None:
+        if name not in expect:
+            raise FormatError(f"tensor {name!r} at offset {start} does not belong to the model")
+        if tuple(expect[name]) != shape:
+            raise FormatError(f"{name}: shape {shape} at offset {at} does not match the model's "
+                              f"{tuple(expect[name])}")
+    if numel > budget:
+        raise FormatError(f"{name}: shape {shape} at offset {at} would take the file past its limit of "
+                          "decoded elements (max_elements)")
     if enc == RAW:
         (code,) = r.unpack("<B", f"{name}: dtype")
         if code not in DTYPES:
@@ -225,44 +353,45 @@ def _read_record(r: _Reader) -> tuple[str, np.ndarray, RecordInfo]:
         dt = DTYPES[code]
         arr = np.frombuffer(r.take(numel * dt.itemsize, f"{name}: raw data"), dtype=dt).reshape(shape)
         return name, arr, RecordInfo(name, "raw", shape, r.pos - start, str(dt.newbyteorder("=")))
-    if enc != SHARED:
-        raise FormatError(f"{name}: unknown encoding {enc} at offset {start + 2 + nlen}")
-    at = r.pos
-    code, k = r.unpack("<BI", f"{name}: codebook dtype and size")
-    if code not in (0, 1) or not 1 <= k <= MAX_CODEBOOK:
-        raise FormatError(f"{name}: bad codebook (dtype code {code}, size {k}) at offset {at}")
-    dt = DTYPES[code]
-    codebook = np.frombuffer(r.take(k * dt.itemsize, f"{name}: codebook"), dtype=dt)
-    at = r.pos
-    bits, n_entries = r.unpack("<BI", f"{name}: index bits and entry count")
-    if not 1 <= bits <= 16:
-        raise FormatError(f"{name}: index bits {bits} at offset {at} outside 1..16")
-    if n_entries > numel:
-        raise FormatError(f"{name}: {n_entries} entries at offset {at + 1} exceed its {numel} elements")
-    entries, wbits, wtable = _read_stream(r, k + 1, n_entries, f"{name}: weight indices")
-    gaps, gbits, gtable = _read_stream(r, 2**bits, n_entries, f"{name}: index gaps")
-    try:
-        positions, symbols = decode_positions(gaps, entries, filler_symbol=k, numel=numel)
-    except CodingError as e:
-        raise FormatError(f"{name}: record at offset {start}: {e}") from e
-    values = np.zeros(numel, dtype=np.float32)
-    values[positions] = codebook[symbols].astype(np.float32)
-    info = RecordInfo(name, "shared", shape, r.pos - start, str(dt.newbyteorder("=")), codebook_size=k,
-                      index_bits=bits, entries=n_entries, nonzero=int(positions.size),
-                      fillers=n_entries - int(positions.size), weight_bits=wbits, gap_bits=gbits,
-                      table_bytes=wtable + gtable)
+    values, info = _read_shared(r, name, numel, start)
+    info.shape = shape
     return name, values.reshape(shape), info
 
 
-def decode_dcz(data: bytes) -> DczFile:
-    """Parse .dcz bytes, validating every field; raises :class:`FormatError` on any problem."""
+def _read_sections(r: _Reader) -> dict[str, bytes]:
+    (count,) = r.unpack("<I", "section count")
+    if count > (r.end - r.pos) // 11:
+        raise FormatError(f"section count {count} at offset {r.pos - 4} is larger than the file can hold")
+    sections: dict[str, bytes] = {}
+    for _ in range(count):
+        at = r.pos
+        (nlen,) = r.unpack("<H", "section name length")
+        try:
+            name = r.take(nlen, "section name").decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FormatError(f"section name at offset {at + 2} is not UTF-8") from e
+        if not name or name in sections:
+            raise FormatError(f"section at offset {at} has an empty or repeated name {name!r}")
+        (size,) = r.unpack("<Q", f"section {name!r} size")
+        sections[name] = r.take(size, f"section {name!r}")
+    return sections
+
+
+def decode_dcz(data: bytes, max_elements: int = DEFAULT_MAX_ELEMENTS, expect: ExpectShapes | None = None) -> DczFile:
+    """Parse .dcz bytes, validating every field; raises :class:`FormatError` on any problem.
+
+    The tensors may hold at most ``max_elements`` elements in all (a shared record decodes to a dense
+    array, and an all-zero one costs almost nothing in the file). ``expect``, when given, is called with
+    the header before any record is decoded and returns the shape of every tensor the file may hold;
+    records with other names or shapes are refused before their data is decoded.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise FormatError("expected bytes")
     data = bytes(data)
-    if len(data) < len(MAGIC) + 12:
-        raise FormatError(f"file too short to be a .dcz ({len(data)} bytes)")
     if data[:len(MAGIC)] != MAGIC:
         raise FormatError("not a .dcz file (bad magic bytes at offset 0)")
+    if len(data) < len(MAGIC) + 16:
+        raise FormatError(f"file too short to be a .dcz ({len(data)} bytes)")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         raise FormatError(f"checksum mismatch: CRC-32 stored at offset {len(data) - 4} does not match the "
@@ -271,34 +400,44 @@ def decode_dcz(data: bytes) -> DczFile:
     r.pos = len(MAGIC)
     major, minor, hlen = r.unpack("<HHI", "version and header length")
     if major != VERSION[0]:
-        raise FormatError(f"unsupported .dcz format version {major}.{minor} (this reader reads {VERSION[0]}.x)")
+        raise FormatError(f"unsupported .dcz format version {major}.{minor} at offset {len(MAGIC)} "
+                          f"(this reader reads {VERSION[0]}.x)")
+    at = r.pos
     try:
         header = json.loads(r.take(hlen, "header").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"header at offset {len(MAGIC) + 8} is not valid UTF-8 JSON: {e}") from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: bad JSON, huge integers
+        raise FormatError(f"header at offset {at} is not valid UTF-8 JSON: {e}") from e
     if not isinstance(header, dict):
-        raise FormatError("header is not a JSON object")
+        raise FormatError(f"header at offset {at} is not a JSON object")
+    shapes = None if expect is None else expect(header)
     (count,) = r.unpack("<I", "tensor count")
-    if count > (r.end - r.pos) // 5:
+    if count > r.left() // MIN_RECORD_BYTES:
         raise FormatError(f"tensor count {count} at offset {r.pos - 4} is larger than the file can hold")
     tensors, infos = {}, []
+    budget = max_elements
     for _ in range(count):
-        name, arr, info = _read_record(r)
+        at = r.pos
+        name, arr, info = _read_record(r, budget, shapes)
         if name in tensors:
-            raise FormatError(f"tensor {name!r} appears twice")
+            raise FormatError(f"tensor {name!r} at offset {at} appears twice")
+        budget -= arr.size
         tensors[name] = arr
         infos.append(info)
+    sections = _read_sections(r) if (major, minor) >= VERSION_SECTIONS else {}
     if r.pos != r.end:
         raise FormatError(f"{r.end - r.pos} unexpected bytes after the last record at offset {r.pos}")
-    return DczFile(header, tensors, infos, len(data))
+    return DczFile(header, tensors, infos, len(data), sections)
 
 
-def read_dcz(path: str | os.PathLike) -> DczFile:
-    """Read and fully decode a .dcz file."""
+def read_dcz(path: str | os.PathLike, max_elements: int = DEFAULT_MAX_ELEMENTS,
+             expect: ExpectShapes | None = None) -> DczFile:
+    """Read and fully decode a .dcz file (see :func:`decode_dcz`)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no such .dcz file: {path}")
+    if not path.is_file():
+        raise FormatError(f"{path} is not a regular file")
     try:
-        return decode_dcz(path.read_bytes())
+        return decode_dcz(path.read_bytes(), max_elements, expect)
     except FormatError as e:
         raise FormatError(f"{path}: {e}") from e

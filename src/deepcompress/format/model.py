@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -12,10 +13,11 @@ from torch import nn
 from .. import __version__
 from ..coding.sparse import choose_index_bits
 from ..errors import FormatError
-from ..models import ModelInfo, create_model, model_info
+from ..models import model_info
+from ..models.untrusted import build_untrusted, parse_info, reference_state
 from ..prune import layer_kind, resolve_layer_setting
 from ..quantize.sharing import is_shared, shared_state
-from .dcz import DczFile, RecordInfo, SharedTensor, read_dcz, write_dcz
+from .dcz import DEFAULT_MAX_ELEMENTS, DczFile, ExpectShapes, RecordInfo, SharedTensor, read_dcz, write_dcz
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -78,27 +80,47 @@ def save_model(model: nn.Module, path: str | os.PathLike, index_bits: Any = None
     return write_dcz(path, header, tensors, specs)
 
 
-def model_from_dcz(dcz: DczFile, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model described by a decoded .dcz."""
+def model_shapes(max_elements: int) -> ExpectShapes:
+    """An ``expect`` hook for :func:`read_dcz`/:func:`decode_dcz`: the state_dict shapes of the model that
+    the header describes (FormatError when it cannot be built or exceeds ``max_elements``)."""
+
+    def expect(header: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        info = parse_info(header.get("model"), FormatError)
+        return {k: tuple(t.shape) for k, t in reference_state(info, max_elements, FormatError).items()}
+
+    return expect
+
+
+def read_model_dcz(path: str | os.PathLike, max_elements: int = DEFAULT_MAX_ELEMENTS) -> DczFile:
+    """Read a .dcz, refusing (before decoding) any tensor the model in its header does not have."""
+    return read_dcz(path, max_elements, model_shapes(max_elements))
+
+
+def model_from_dcz(dcz: DczFile, device: str | torch.device = "cpu",
+                   max_elements: int = DEFAULT_MAX_ELEMENTS) -> nn.Module:
+    """Rebuild the model described by a decoded .dcz; FormatError when the header or tensors do not fit."""
     try:
-        info = ModelInfo.from_dict(dcz.header.get("model"))
-    except ValueError as e:
+        info = parse_info(dcz.header.get("model"), FormatError)
+    except FormatError as e:
         raise FormatError(f"header has no valid 'model' entry: {e}") from e
-    model = create_model(info.arch, **info.kwargs)
-    model.dc_info = info
-    model.dc_meta = dcz.header.get("meta", {})
-    state = {}
-    reference = model.state_dict()
+    reference = reference_state(info, max_elements, FormatError)
     for key, arr in dcz.tensors.items():
         if key not in reference:
             raise FormatError(f"tensor {key!r} does not belong to model {info.arch!r}")
-        t = torch.from_numpy(np.array(arr))
-        if t.is_floating_point():
-            t = t.to(reference[key].dtype)
-        state[key] = t
-    missing = sorted(set(reference) - set(state))
+        ref = reference[key]
+        if tuple(arr.shape) != tuple(ref.shape):
+            raise FormatError(f"tensor {key!r} has shape {tuple(arr.shape)}, model {info.arch!r} expects "
+                              f"{tuple(ref.shape)}")
+        if (arr.dtype.kind == "f") != ref.dtype.is_floating_point:
+            raise FormatError(f"tensor {key!r} is stored as {arr.dtype}, model {info.arch!r} expects {ref.dtype}")
+    missing = sorted(set(reference) - set(dcz.tensors))
     if missing:
         raise FormatError(f"file lacks tensors of model {info.arch!r}: {', '.join(missing[:5])}")
+    model = build_untrusted(info, FormatError)
+    model.dc_meta = dcz.header.get("meta", {})
+    state = OrderedDict((key, torch.from_numpy(np.array(arr)).to(reference[key].dtype))
+                        for key, arr in dcz.tensors.items())
+    state._metadata = getattr(model.state_dict(), "_metadata", None)  # module versions (e.g. torchvision MNASNet)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -106,6 +128,7 @@ def model_from_dcz(dcz: DczFile, device: str | torch.device = "cpu") -> nn.Modul
     return model.to(device).eval()
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
+               max_elements: int = DEFAULT_MAX_ELEMENTS) -> nn.Module:
     """Rebuild an ``nn.Module`` from a .dcz file (weights exactly as stored)."""
-    return model_from_dcz(read_dcz(path), device)
+    return model_from_dcz(read_model_dcz(path, max_elements), device, max_elements)
