@@ -1,5 +1,6 @@
 """The energy model (pinned to the seed's worked example) and the RAPL/NVML/Zeus meters."""
 
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -185,3 +186,9 @@ def test_zeus_failure_does_not_break_the_work(tmp_path, monkeypatch, no_nvml):
         pass
     assert meter.reading.method == "unavailable"
     assert any(n.startswith("Zeus: Root privilege") for n in meter.reading.notes)
+
+
+def test_energy_model_needs_no_torch():
+    code = ("import sys; from deepcompress.metrics import EnergyModel, estimate_inference; "
+            "assert estimate_inference(0, 4e9).weight_memory_j > 0; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
