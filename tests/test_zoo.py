@@ -158,3 +158,14 @@ def test_batchnorm_statistics_follow_short_training(name):
     model = create_model(name, num_classes=3)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(m.momentum is not None and m.momentum >= 0.01 for m in bns)
+
+
+@pytest.mark.parametrize("name", ["mnasnet0_5", "mobilenet-v3-small", "nasnet-a-mobile",
+                                  "efficientnet-lite0"])
+def test_checkpoint_roundtrip_of_zoo_models(tmp_path, name):
+    model = create_model(name, num_classes=3).eval()
+    save_checkpoint(tmp_path / "m.safetensors", model)
+    back = load_checkpoint(tmp_path / "m.safetensors").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), back(x))

@@ -452,7 +452,9 @@ def fit(
                 best, improved, bad_epochs = m, True, 0
                 history.best_epoch = epoch + 1
                 if cfg.restore_best:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    state = model.state_dict()
+                    best_state = type(state)((k, v.detach().clone()) for k, v in state.items())
+                    best_state._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
             else:
                 bad_epochs += 1
         record["seconds"] = time.monotonic() - t0
