@@ -162,3 +162,16 @@ def test_train_command_on_a_label_csv(tmp_path):
                  "--out", str(out), "--image-size", "32", "--epochs", "1", "--batch-size", "4",
                  "--quiet"]) == 0
     assert model_info(load_checkpoint(out / "best.safetensors")).class_names == ["healthy", "rust"]
+
+
+def test_bn_momentum_applies_during_training_only():
+    model = Tiny()
+    model.body[1].momentum = 0.0003
+    seen = []
+    cfg = TrainConfig(epochs=1, bn_momentum=0.1)
+    fit(model, DataLoader(blobs(), batch_size=16), cfg, progress=False,
+        on_epoch_end=lambda r: seen.append(model.body[1].momentum))
+    assert seen == [0.1] and model.body[1].momentum == 0.0003
+    from deepcompress.finetune import default_config
+
+    assert default_config(False).bn_momentum == 0.1 and default_config(True).bn_momentum is None

@@ -207,7 +207,8 @@ def bench_models(data: str | os.PathLike, models: list[str], out: str | os.PathL
             log(f"[bench] {name}: kept earlier result ({saved['row']['accuracy']:.4f})")
             continue
         use_pre = pretrained == "all" or (pretrained == "auto" and pretrained_available(name))
-        mcfg = TrainConfig.from_dict({**cfg.to_dict(), "freeze_epochs": cfg.freeze_epochs if use_pre else 0})
+        mcfg = TrainConfig.from_dict({**cfg.to_dict(), "freeze_epochs": cfg.freeze_epochs if use_pre else 0,
+                                      "bn_momentum": None if use_pre else cfg.bn_momentum})
         log(f"[bench] {name}: training ({'ImageNet init' if use_pre else 'from scratch'}) ...")
         result = train_classifier(name, data, mcfg, pretrained=use_pre, image_size=image_size, device=device,
                                   workers=workers, progress=progress, split_options=split_options,

@@ -45,6 +45,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 PRETRAINED_FREEZE_EPOCHS = 2
 PRETRAINED_HEAD_LR = 3e-3
+SCRATCH_BN_MOMENTUM = 0.1
 
 
 @dataclass
@@ -113,10 +114,14 @@ def prepare_data(data: str | os.PathLike, model: nn.Module, image_size: int | No
 
 
 def default_config(pretrained: bool, **overrides: Any) -> TrainConfig:
-    """The ``deepcompress train`` defaults; pretrained models get a head-only warm-up first."""
+    """The ``deepcompress train`` defaults; pretrained models get a head-only warm-up first, models
+    trained from scratch a BatchNorm momentum of 0.1 (some builders use 0.01 or 0.0003, TensorFlow-style,
+    whose running statistics still remember the random initialisation after a short run)."""
     d = dict(TRAIN_DEFAULTS)
     if pretrained:
         d.update(freeze_epochs=PRETRAINED_FREEZE_EPOCHS, head_lr=PRETRAINED_HEAD_LR)
+    else:
+        d.update(bn_momentum=SCRATCH_BN_MOMENTUM)
     d.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(d)
 

@@ -53,6 +53,7 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock budget; training stops after the epoch that exceeds it
     amp: bool = True  # mixed precision (CUDA only)
     channels_last: bool = False  # channels-last memory format for 4-D inputs
+    bn_momentum: float | None = None  # BatchNorm momentum while training (None: the model's own)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -71,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
         if self.monitor not in {"accuracy", "log_loss"}:
             raise ValueError(f"monitor must be accuracy or log_loss, got {self.monitor!r}")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
 
@@ -362,6 +365,11 @@ def fit(
     head = head_module(model) if freeze else None
     all_params = [p for p in (model.parameters() if params is None else params)]
     saved_flags = {id(p): p.requires_grad for p in model.parameters()}
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved_momentum = [m.momentum for m in bns]
+    if cfg.bn_momentum is not None:
+        for m in bns:
+            m.momentum = cfg.bn_momentum
 
     def setup(phase: str) -> tuple[nn.Module, torch.optim.Optimizer]:
         if phase == "head":
@@ -444,7 +452,9 @@ def fit(
                 best, improved, bad_epochs = m, True, 0
                 history.best_epoch = epoch + 1
                 if cfg.restore_best:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    state = model.state_dict()
+                    best_state = type(state)((k, v.detach().clone()) for k, v in state.items())
+                    best_state._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
             else:
                 bad_epochs += 1
         record["seconds"] = time.monotonic() - t0
@@ -469,6 +479,8 @@ def fit(
             break
     for p in model.parameters():
         p.requires_grad_(saved_flags[id(p)])
+    for m, mom in zip(bns, saved_momentum, strict=True):
+        m.momentum = mom
     if cfg.restore_best and best_state is not None:
         model.load_state_dict(best_state)
     return history

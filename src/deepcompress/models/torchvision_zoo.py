@@ -38,6 +38,16 @@ TORCHVISION_MODELS: dict[str, tuple[str, str]] = {
 }
 
 
+class MNASNet(torchvision.models.MNASNet):
+    """torchvision's MNASNet, also loadable from plain state dicts without ``_metadata`` (safetensors
+    files, copies): torchvision's own loader refuses those ("version should be set to 1 or 2")."""
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):  # noqa: ANN001
+        if local_metadata.get("version") is None:
+            local_metadata = {**local_metadata, "version": 2}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+
+
 class PretrainedUnavailable(ValueError):
     """Pretrained weights are neither cached nor downloadable."""
 
@@ -101,6 +111,8 @@ def build_torchvision(name: str, num_classes: int = 1000, pretrained: bool = Fal
     tv_name, head = TORCHVISION_MODELS[name]
     builder = torchvision.models.get_model_builder(tv_name)
     model = builder(weights=None)  # ImageNet shape; the head is replaced below when needed
+    if type(model) is torchvision.models.MNASNet:
+        model.__class__ = MNASNet
     if pretrained:
         model.load_state_dict(_load_weights(tv_name))
     if num_classes != 1000:
