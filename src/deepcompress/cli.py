@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "bench", "export", "predict", "serve"]
+COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "bench", "sensitivity", "export",
+            "predict", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

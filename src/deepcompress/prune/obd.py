@@ -136,7 +136,7 @@ def _gauss_newton_batch(model: nn.Module, params: dict[str, tuple[str, nn.Parame
 
 def _hutchinson_batch(model: nn.Module, params: dict[str, tuple[str, nn.Parameter]], x: torch.Tensor,
                       y: torch.Tensor, loss: str, probes: int, gen: torch.Generator,
-                      sums: dict[str, torch.Tensor]) -> None:
+                      sums: dict[str, torch.Tensor], probe_chunk: int = 16) -> None:
     """Add len(x) · mean over probes of v ⊙ Hv (H of this batch's mean loss) to ``sums``."""
     names = list(params)
     tensors = [params[n][1] for n in names]
@@ -144,11 +144,13 @@ def _hutchinson_batch(model: nn.Module, params: dict[str, tuple[str, nn.Paramete
         out = model(x)
         value = _loss(out.to(torch.promote_types(out.dtype, torch.float32)), y, loss)
         grads = torch.autograd.grad(value, tensors, create_graph=True)
-        for k in range(probes):
-            vs = [(torch.randint(0, 2, t.shape, generator=gen) * 2 - 1).to(t.device, t.dtype) for t in tensors]
-            hvs = torch.autograd.grad(grads, tensors, grad_outputs=vs, retain_graph=k < probes - 1)
+        for start in range(0, probes, probe_chunk):
+            k = min(probe_chunk, probes - start)
+            vs = [(torch.randint(0, 2, (k, *t.shape), generator=gen) * 2 - 1).to(t.device, t.dtype) for t in tensors]
+            hvs = torch.autograd.grad(grads, tensors, grad_outputs=vs, retain_graph=start + k < probes,
+                                      is_grads_batched=True)  # k Hessian-vector products, vmapped
             for n, v, hv in zip(names, vs, hvs, strict=True):
-                sums[n] += (v * hv).to(sums[n].dtype) * (len(x) / probes)
+                sums[n] += (v * hv).sum(0).detach().to(sums[n].dtype) * (len(x) / probes)
 
 
 def obd_saliency(model: nn.Module, data: Iterable, estimator: str = "gauss-newton", batches: int = 1,
