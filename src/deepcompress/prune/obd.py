@@ -130,7 +130,7 @@ def _gauss_newton_batch(model: nn.Module, params: dict[str, tuple[str, nn.Parame
         j = jac(frozen, x[start:start + chunk])  # qualified name → [n, C, *weight shape]
         s = sqrt_h[start:start + chunk]
         for name, (q, _) in params.items():
-            jq = j[q].flatten(2).to(s.dtype)  # [n, C, P]
+            jq = j[q].detach().flatten(2).to(s.dtype)  # [n, C, P]
             sums[name] += torch.einsum("ncp,nck->nkp", jq, s).pow(2).sum((0, 1)).view_as(sums[name])
 
 

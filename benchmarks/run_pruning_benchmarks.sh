@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The pruning results of issue 4, in priority order, from trained dense LeNets (nice'd: CPU is shared).
+#   benchmarks/run_pruning_benchmarks.sh L300.safetensors L5.safetensors [MNIST_DIR]
+set -euo pipefail
+L300=$1 L5=$2 DATA=${3:-../shared/data/mnist} R=benchmarks/results
+export PYTHONPATH=src
+run() { echo "== $(date -u +%T) $*" >&2; nice -n 19 "$@"; }
+run python benchmarks/bench_pruning_methods.py --checkpoint "$L300" --data "$DATA" \
+    --retrain-samples 60000 --batch-size 128 --out $R/pruning_methods_lenet-300-100.json
+run python benchmarks/bench_han2015_pruning.py --checkpoint "$L300" --data "$DATA" --rounds 3 --epochs 2 \
+    --out $R/han2015_pruning_lenet-300-100.json
+run python -m deepcompress.cli sensitivity --model "$L5" --data "$DATA" --method magnitude --quiet \
+    --suggest-drop 0.005 --recipe-out $R/sensitivity_lenet-5/suggested.yaml --out $R/sensitivity_lenet-5
+run python benchmarks/bench_han2015_pruning.py --checkpoint "$L5" --data "$DATA" --rounds 2 --epochs 2 \
+    --out $R/han2015_pruning_lenet-5.json
+run python benchmarks/bench_pruning_methods.py --checkpoint "$L5" --data "$DATA" --retrain-samples 15360 \
+    --batch-size 512 --channels-last --out $R/pruning_methods_lenet-5.json
+run python -m deepcompress.cli sensitivity --model "$L5" --data "$DATA" --method obd --estimator gauss-newton \
+    --quiet --out $R/sensitivity_lenet-5_obd
