@@ -5,7 +5,7 @@
 #   benchmarks/run_pruning_benchmarks.sh L300.safetensors L5.safetensors [MNIST_DIR]
 set -euo pipefail
 L300=$1 L5=$2 DATA=${3:-../shared/data/mnist} R=benchmarks/results
-export PYTHONPATH=src
+export PYTHONPATH=src OMP_NUM_THREADS=1  # one thread: a nice'd job with 2 threads stalls on a busy CPU
 run() { echo "== $(date -u +%T) $*" >&2; nice -n 19 "$@"; }
 run python benchmarks/bench_pruning_methods.py --checkpoint "$L300" --data "$DATA" \
     --retrain-samples 60000 --batch-size 128 --out $R/pruning_methods_lenet-300-100.json
