@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "bench", "export", "predict", "serve",
-            "report"]
+COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "bench", "sensitivity", "export",
+            "predict", "serve", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,16 +23,24 @@ from .format.dcz import read_dcz
 from .format.model import model_from_dcz, round_for_storage, save_model
 from .models import create_model
 from .prune import (
+    AGP,
+    PruningMethod,
     apply_mask,
     check_layer_names,
     current_mask,
     current_weight,
+    iterative_sparsity,
     magnitude_mask,
+    make_method,
+    obd_saliency,
     prunable_layers,
+    prune_model,
     remove_masks,
     resolve_layer_setting,
+    scale_targets,
     sparsity_report,
 )
+from .prune.schedule import Targets
 from .quantize import share_layer
 from .quantize.sharing import shared_state
 from .recipe import PruneStage, QuantizeStage, Recipe
@@ -92,34 +101,76 @@ class Pipeline:
         self._log(f"baseline: accuracy {m['accuracy']:.4f} (error {100 * m['error']:.2f}%)")
 
     def prune(self, model: nn.Module, stage: PruneStage) -> None:
+        """Prune with the stage's method, scope and schedule (one-shot, iterative or AGP), retraining."""
         t = time.perf_counter()
         layers = prunable_layers(model)
         setting = stage.sparsity if stage.sparsity is not None else stage.quality
         check_layer_names(setting, layers, "prune.sparsity" if stage.sparsity is not None else "prune.quality")
-        rounds = []
-        for r in range(1, stage.rounds + 1):
-            for name, module in layers.items():
-                value = resolve_layer_setting(setting, name, module)
-                if value is None:
-                    continue
-                if stage.sparsity is not None:
-                    target = 1 - (1 - value) ** (r / stage.rounds)  # geometric steps in the kept fraction
-                    mask = magnitude_mask(current_weight(module), current_mask(module), sparsity=target)
+        method = make_method(stage.method, self.recipe.seed)
+        importance = self._importance_fn(model, stage) if method.needs_importance else None
+        if stage.quality is not None:
+            targets = None
+        elif stage.scope == "global":
+            targets = float(stage.sparsity)
+        else:
+            targets = {name: value for name, module in layers.items()
+                       if (value := resolve_layer_setting(stage.sparsity, name, module)) is not None}
+        if stage.schedule == "agp":
+            rounds = [self._prune_agp(model, stage, method, targets, importance)]
+        else:
+            rounds = []
+            for r in range(1, stage.rounds + 1):
+                if targets is None:
+                    for name, module in layers.items():
+                        value = resolve_layer_setting(stage.quality, name, module)
+                        if value is not None:
+                            apply_mask(module, magnitude_mask(current_weight(module), current_mask(module),
+                                                              quality=value))
                 else:
-                    mask = magnitude_mask(current_weight(module), current_mask(module), quality=value)
-                apply_mask(module, mask)
-            before = self._eval(model)
-            cfg = TrainConfig.from_dict({**stage.retrain.to_dict(), "seed": stage.retrain.seed + r})
-            self._fit(model, cfg, f"retrain {r}/{stage.rounds}")
-            after = self._eval(model)
-            rep = sparsity_report(model)
-            rounds.append({"round": r, "accuracy_pruned": before["accuracy"], "accuracy": after["accuracy"],
-                           "error": after["error"], "log_loss": after["log_loss"], "layers": rep})
-            self._log(f"prune round {r}/{stage.rounds}: "
-                      + ", ".join(f"{k} {100 * (1 - v['sparsity']):.1f}%" for k, v in rep.items())
-                      + f" kept; accuracy {before['accuracy']:.4f} → {after['accuracy']:.4f} after retraining")
+                    prune_model(model, method,
+                                scale_targets(targets, lambda s, r=r: iterative_sparsity(s, r, stage.rounds)),
+                                importance() if importance is not None else None)
+                before = self._eval(model)
+                cfg = TrainConfig.from_dict({**stage.retrain.to_dict(), "seed": stage.retrain.seed + r})
+                self._fit(model, cfg, f"retrain {r}/{stage.rounds}")
+                rounds.append(self._prune_record(model, r, before))
+                self._log_round(rounds[-1], f"prune round {r}/{stage.rounds}")
         remove_masks(model)
         self.results["prune"] = {"rounds": rounds, "seconds": time.perf_counter() - t, **rounds[-1]}
+
+    def _importance_fn(self, model: nn.Module, stage: PruneStage) -> Callable[[], dict[str, torch.Tensor]]:
+        """OBD saliencies of the model's current weights, from a few training batches."""
+        obd = stage.obd
+        loader = _loader(self.data.train, obd.batch_size, True, self.recipe.seed)
+        return lambda: obd_saliency(model, loader, obd.estimator, obd.batches, probes=obd.probes,
+                                    seed=self.recipe.seed)
+
+    def _prune_agp(self, model: nn.Module, stage: PruneStage, method: PruningMethod, targets: Targets,
+                   importance: Callable[[], dict[str, torch.Tensor]] | None) -> dict[str, Any]:
+        cfg = stage.retrain
+        loader = _loader(self.data.train, cfg.batch_size, True, cfg.seed + 1)
+        total = cfg.epochs * len(loader)
+        a = stage.agp
+        begin, end = int(a.begin * total), int(a.end * total)
+        if end - begin < a.frequency:
+            raise ValueError(f"prune.agp: {end - begin} optimiser steps between begin and end is fewer than "
+                             f"frequency = {a.frequency}; lower the frequency or retrain longer")
+        agp = AGP(model, method, targets, a.initial_sparsity, begin, end, a.frequency, importance)
+        agp.start()
+        before = self._eval(model)
+        fit(model, loader, cfg, device=self.device, after_step=agp.step, desc="AGP retrain", progress=self.progress)
+        record = {**self._prune_record(model, 1, before), "agp_updates": agp.history}
+        self._log_round(record, f"AGP ({len(agp.history)} mask updates over {total} steps)")
+        return record
+
+    def _prune_record(self, model: nn.Module, r: int, before: dict[str, float]) -> dict[str, Any]:
+        after = self._eval(model)
+        return {"round": r, "accuracy_pruned": before["accuracy"], "accuracy": after["accuracy"],
+                "error": after["error"], "log_loss": after["log_loss"], "layers": sparsity_report(model)}
+
+    def _log_round(self, record: dict[str, Any], what: str) -> None:
+        self._log(f"{what}: " + ", ".join(f"{k} {100 * (1 - v['sparsity']):.1f}%" for k, v in record["layers"].items())
+                  + f" kept; accuracy {record['accuracy_pruned']:.4f} → {record['accuracy']:.4f} after retraining")
 
     def quantize(self, model: nn.Module, stage: QuantizeStage) -> None:
         t = time.perf_counter()

@@ -14,17 +14,42 @@ from typing import Any
 
 import yaml
 
+from .prune import ESTIMATORS, METHODS, SCHEDULES, SCOPES
 from .quantize import INITS
 from .training import TrainConfig
 
 
 @dataclass
+class ObdSettings:
+    """How OBD estimates the Hessian diagonal (see :mod:`deepcompress.prune.obd`)."""
+
+    estimator: str = "gauss-newton"  # gauss-newton | hutchinson
+    batches: int = 8  # training batches averaged over
+    batch_size: int = 64
+    probes: int = 1  # Rademacher vectors per batch (Hutchinson)
+
+
+@dataclass
+class AgpSettings:
+    """Gradual pruning (Zhu & Gupta 2017) during the ``retrain`` run."""
+
+    initial_sparsity: float = 0.0  # s_i at t0
+    begin: float = 0.0  # t0, as a fraction of the retraining steps
+    end: float = 0.75  # t0 + nΔt, as a fraction of the retraining steps
+    frequency: int = 100  # Δt, optimiser steps between mask updates
+
+
+@dataclass
 class PruneStage:
-    method: str = "magnitude"
-    sparsity: Any = None  # final per-layer sparsity targets
+    method: str = "magnitude"  # magnitude | obd | random
+    sparsity: Any = None  # final per-layer sparsity targets (one number with scope: global)
     quality: Any = None  # or Han's threshold rule: |w| < quality × std
-    rounds: int = 1  # prune → retrain iterations reaching the targets
+    rounds: int = 1  # prune → retrain iterations reaching the targets (schedule: iterative)
     retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))
+    schedule: str = "iterative"  # oneshot | iterative | agp
+    scope: str = "layer"  # layer | global
+    obd: ObdSettings = field(default_factory=ObdSettings)
+    agp: AgpSettings = field(default_factory=AgpSettings)
 
 
 @dataclass
@@ -81,6 +106,59 @@ def _check_bits(value: Any, what: str, allow_auto: bool = False) -> None:
             raise ValueError(f"{what} must be integers in 1..16{' or auto' if allow_auto else ''}, got {v!r}")
 
 
+def _settings(cls: type, d: Any, section: str) -> Any:
+    if not isinstance(d, dict):
+        raise ValueError(f"recipe section {section!r} must be a mapping, got {d!r}")
+    _bad(section, set(d), set(cls.__dataclass_fields__))
+    return cls(**d)
+
+
+def _prune_stage(p: dict[str, Any]) -> PruneStage:
+    _bad("prune", set(p), set(PruneStage.__dataclass_fields__))
+    st = PruneStage(method=p.get("method", "magnitude"), sparsity=p.get("sparsity"), quality=p.get("quality"),
+                    rounds=int(p.get("rounds", 1)),
+                    retrain=TrainConfig.from_dict({"epochs": 0, **(p.get("retrain") or {})}),
+                    schedule=p.get("schedule", "iterative"), scope=p.get("scope", "layer"),
+                    obd=_settings(ObdSettings, p.get("obd") or {}, "prune.obd"),
+                    agp=_settings(AgpSettings, p.get("agp") or {}, "prune.agp"))
+    for key, allowed in (("method", METHODS), ("schedule", SCHEDULES), ("scope", SCOPES)):
+        if getattr(st, key) not in allowed:
+            raise ValueError(f"prune.{key} must be one of {', '.join(allowed)}, got {getattr(st, key)!r}")
+    if (st.sparsity is None) == (st.quality is None):
+        raise ValueError("prune: give exactly one of 'sparsity' and 'quality'")
+    _check_fraction(st.sparsity, "prune.sparsity")
+    if st.quality is not None and (st.method != "magnitude" or st.schedule == "agp" or st.scope == "global"):
+        raise ValueError("prune.quality (Han's |w| < quality × std rule) works only with method: magnitude, "
+                         "scope: layer and schedule: oneshot or iterative; give prune.sparsity instead")
+    if st.scope == "global" and isinstance(st.sparsity, dict):
+        raise ValueError("prune.scope: global ranks all layers against one threshold, so prune.sparsity must be "
+                         f"one number, got a per-layer mapping {st.sparsity!r}")
+    if st.rounds < 1:
+        raise ValueError(f"prune.rounds must be >= 1, got {st.rounds}")
+    if st.schedule != "iterative" and "rounds" in p and st.rounds != 1:
+        raise ValueError(f"prune.rounds applies to schedule: iterative only (schedule is {st.schedule})")
+    if st.obd != ObdSettings() and st.method != "obd":
+        raise ValueError(f"prune.obd settings are used with method: obd only (method is {st.method})")
+    if st.agp != AgpSettings() and st.schedule != "agp":
+        raise ValueError(f"prune.agp settings are used with schedule: agp only (schedule is {st.schedule})")
+    if st.obd.estimator not in ESTIMATORS:
+        raise ValueError(f"prune.obd.estimator must be one of {', '.join(ESTIMATORS)}, got {st.obd.estimator!r}")
+    for key in ("batches", "batch_size", "probes"):
+        v = getattr(st.obd, key)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise ValueError(f"prune.obd.{key} must be an integer >= 1, got {v!r}")
+    a = st.agp
+    _check_fraction(a.initial_sparsity, "prune.agp.initial_sparsity")
+    if not (isinstance(a.begin, (int, float)) and isinstance(a.end, (int, float)) and 0 <= a.begin < a.end <= 1):
+        raise ValueError(f"prune.agp: need 0 <= begin < end <= 1 (fractions of the retraining steps), "
+                         f"got begin={a.begin!r}, end={a.end!r}")
+    if not (isinstance(a.frequency, int) and not isinstance(a.frequency, bool) and a.frequency >= 1):
+        raise ValueError(f"prune.agp.frequency must be an integer >= 1 (optimiser steps), got {a.frequency!r}")
+    if st.schedule == "agp" and st.retrain.epochs < 1:
+        raise ValueError("prune.schedule: agp prunes during retraining, so prune.retrain.epochs must be >= 1")
+    return st
+
+
 def recipe_from_dict(d: dict[str, Any]) -> Recipe:
     """Build and validate a :class:`Recipe` from a parsed mapping (missing sections get defaults)."""
     if not isinstance(d, dict):
@@ -92,18 +170,7 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
     if "prune" in d and d["prune"] is None:
         r.prune = None
     elif "prune" in d:
-        p = dict(d["prune"])
-        _bad("prune", set(p), {"method", "sparsity", "quality", "rounds", "retrain"})
-        r.prune = PruneStage(method=p.get("method", "magnitude"), sparsity=p.get("sparsity"),
-                             quality=p.get("quality"), rounds=int(p.get("rounds", 1)),
-                             retrain=TrainConfig.from_dict({"epochs": 0, **(p.get("retrain") or {})}))
-        if r.prune.method != "magnitude":
-            raise ValueError(f"prune.method {r.prune.method!r} is not supported (supported: magnitude)")
-        if (r.prune.sparsity is None) == (r.prune.quality is None):
-            raise ValueError("prune: give exactly one of 'sparsity' and 'quality'")
-        _check_fraction(r.prune.sparsity, "prune.sparsity")
-        if r.prune.rounds < 1:
-            raise ValueError(f"prune.rounds must be >= 1, got {r.prune.rounds}")
+        r.prune = _prune_stage(dict(d["prune"] or {}))
     else:
         r.prune = None
     if "quantize" in d and d["quantize"] is None:

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from .methods import MagnitudePruning
+
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Layers whose ``weight`` is pruned and quantized: every Linear and Conv{1,2,3}d, by module name."""
@@ -81,22 +83,13 @@ def magnitude_mask(weight: torch.Tensor, old_mask: torch.Tensor, sparsity: float
     """
     if (sparsity is None) == (quality is None):
         raise ValueError("give exactly one of sparsity and quality")
-    mag = (weight * old_mask).abs().flatten()
     if sparsity is not None:
-        if not 0.0 <= sparsity < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-        keep = max(int(round((1.0 - sparsity) * mag.numel())), 1)
-        keep = min(keep, int(old_mask.sum().item()))
-        new = torch.zeros_like(mag)
-        # stable tie-break: topk on magnitude, ties resolved by index order
-        new[torch.topk(mag, keep, sorted=False).indices] = 1.0
-    else:
-        if quality < 0:
-            raise ValueError(f"quality must be >= 0, got {quality}")
-        survivors = weight[old_mask.bool()]
-        std = survivors.std().item() if survivors.numel() > 1 else 0.0
-        new = (mag > quality * std).float()
-    return new.view_as(old_mask) * old_mask
+        return MagnitudePruning().mask(weight, old_mask, sparsity)
+    if quality < 0:
+        raise ValueError(f"quality must be >= 0, got {quality}")
+    survivors = weight[old_mask.bool()]
+    std = survivors.std().item() if survivors.numel() > 1 else 0.0
+    return ((weight * old_mask).abs() > quality * std).to(old_mask.dtype) * old_mask
 
 
 def same_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
