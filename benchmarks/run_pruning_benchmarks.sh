@@ -9,11 +9,11 @@ export PYTHONPATH=src OMP_NUM_THREADS=1  # one thread: a nice'd job with 2 threa
 run() { echo "== $(date -u +%T) $*" >&2; nice -n 19 "$@"; }
 run python benchmarks/bench_pruning_methods.py --checkpoint "$L300" --data "$DATA" \
     --retrain-samples 60000 --batch-size 128 --out $R/pruning_methods_lenet-300-100.json
-run python benchmarks/bench_han2015_pruning.py --checkpoint "$L300" --data "$DATA" --rounds 3 --epochs 2 \
+run python benchmarks/bench_han2015_pruning.py --checkpoint "$L300" --data "$DATA" --rounds 4 --epochs 6 \
     --out $R/han2015_pruning_lenet-300-100.json
 run python -m deepcompress.cli sensitivity --model "$L5" --data "$DATA" --method magnitude --quiet --eval-samples 2000 \
     --suggest-drop 0.005 --recipe-out $R/sensitivity_lenet-5/suggested.yaml --out $R/sensitivity_lenet-5
-run python benchmarks/bench_han2015_pruning.py --checkpoint "$L5" --data "$DATA" --rounds 2 --epochs 1 \
+run python benchmarks/bench_han2015_pruning.py --checkpoint "$L5" --data "$DATA" --rounds 4 --epochs 4 \
     --out $R/han2015_pruning_lenet-5.json
 run python benchmarks/bench_pruning_methods.py --checkpoint "$L5" --data "$DATA" --retrain-samples 7680 \
     --batch-size 512 --channels-last --obd-batches 4 --eval-samples 5000 --out $R/pruning_methods_lenet-5.json
