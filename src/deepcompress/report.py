@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import nn
@@ -32,9 +33,7 @@ def layer_rows(records: list[RecordInfo]) -> list[dict[str, Any]]:
     """
     rows = []
     for r in records:
-        n = 1
-        for d in r.shape:
-            n *= d
+        n = math.prod(r.shape)
         dense_bits = 32 * n
         row: dict[str, Any] = {"name": r.name, "encoding": r.encoding, "shape": list(r.shape), "weights": n,
                                "record_bytes": r.bytes}
@@ -58,19 +57,12 @@ def layer_rows(records: list[RecordInfo]) -> list[dict[str, Any]]:
 def totals(records: list[RecordInfo], file_bytes: int, dense_bytes: int) -> dict[str, Any]:
     """Whole-model figures: dense fp32 bytes, file bytes, the headline ratio and the non-zero share."""
     shared = [r for r in records if r.encoding == "shared"]
-    weights = sum(_numel(r.shape) for r in records)
-    nonzero = sum(r.nonzero for r in shared) + sum(_numel(r.shape) for r in records if r.encoding == "raw")
+    weights = sum(math.prod(r.shape) for r in records)
+    nonzero = sum(r.nonzero for r in shared) + sum(math.prod(r.shape) for r in records if r.encoding == "raw")
     return {"dense_bytes": dense_bytes, "file_bytes": file_bytes, "compression_ratio": dense_bytes / file_bytes,
             "weights": weights, "nonzero": nonzero, "kept": nonzero / max(weights, 1),
             "payload_bytes": sum(r.bytes for r in records), "overhead_bytes": file_bytes - sum(
                 r.bytes for r in records)}
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def markdown_table(rows: list[dict[str, Any]], total: dict[str, Any] | None = None) -> str:
