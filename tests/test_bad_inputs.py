@@ -144,7 +144,7 @@ def test_cli_empty_or_missing_data_folder(files, tmp_path, capsys):
     assert "not found" in _cli(capsys, "evaluate", str(files["good"]), "--data", str(files["empty_dir"] / "nope"))
     recipe = tmp_path / "r.yaml"
     recipe.write_text("train: {epochs: 0}\n")
-    assert "not an MNIST folder, missing train-images" in _cli(
+    assert "neither an MNIST IDX folder, an image folder" in _cli(
         capsys, "compress", str(files["ckpt"]), "--recipe", str(recipe), "--data", str(files["empty_dir"]),
         "--out", str(tmp_path / "x.dcz"))
 

@@ -22,6 +22,7 @@ from .checkpoint import save_checkpoint
 from .format.dcz import read_dcz
 from .format.model import model_from_dcz, round_for_storage, save_model
 from .models import create_model
+from .models.fold_bn import fold_batchnorm
 from .prune import (
     AGP,
     PruningMethod,
@@ -50,11 +51,31 @@ from .training import TrainConfig, evaluate, fit, resolve_device, set_seed
 
 @dataclass
 class Data:
-    """Train and test sets of one task."""
+    """Train and test sets of one task (images are evaluated in smaller batches)."""
 
     train: Dataset
     test: Dataset
     name: str = ""
+    eval_batch_size: int = 1000
+
+
+def load_data(spec: str | os.PathLike, model: nn.Module, seed: int = 0) -> Data:
+    """The pipeline's data for ``model``: an MNIST IDX folder or "digits" (train / test splits), or an
+    image folder split as ``deepcompress train`` splits it (``test_`` images are the test split), with
+    the model's input size and normalisation and training-time augmentation."""
+    from .data import DIGITS, is_mnist_folder, open_train_test
+
+    if str(spec) == DIGITS or is_mnist_folder(spec):
+        train, test = open_train_test(spec)
+        return Data(train, test, str(spec))
+    from .finetune import prepare_data
+    from .models import model_info
+
+    size = model_info(model).input_size
+    prep = prepare_data(spec, model, size[-1] if size else None, seed=seed)
+    if prep.test is None:
+        raise ValueError(f"{spec}: no test images to measure the compressed model on")
+    return Data(prep.train, prep.test, str(spec), eval_batch_size=32)
 
 
 def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -73,7 +94,7 @@ class Pipeline:
         self.progress = progress
         self.results: dict[str, Any] = {"model": recipe.model, "data": data.name, "recipe": recipe.to_dict(),
                                         "device": str(self.device), "seconds": {}}
-        self._test = _loader(data.test, 1000, False, 0)
+        self._test = _loader(data.test, data.eval_batch_size, False, 0)
 
     def build_model(self) -> nn.Module:
         """The recipe's model, freshly initialised from the recipe's seed."""
@@ -172,9 +193,22 @@ class Pipeline:
         self._log(f"{what}: " + ", ".join(f"{k} {100 * (1 - v['sparsity']):.1f}%" for k, v in record["layers"].items())
                   + f" kept; accuracy {record['accuracy_pruned']:.4f} → {record['accuracy']:.4f} after retraining")
 
+    def fold_batchnorm(self, model: nn.Module) -> None:
+        """Fold BatchNorm into the convolutions before them (their statistics become weights and a bias)."""
+        before = self._eval(model)
+        pairs = fold_batchnorm(model)
+        after = self._eval(model)
+        self.results["fold_bn"] = {"pairs": len(pairs), "accuracy_before": before["accuracy"],
+                                   "accuracy": after["accuracy"], "log_loss_before": before["log_loss"],
+                                   "log_loss": after["log_loss"]}
+        self._log(f"folded {len(pairs)} BatchNorm layers into their convolutions: accuracy "
+                  f"{before['accuracy']:.4f} → {after['accuracy']:.4f}")
+
     def quantize(self, model: nn.Module, stage: QuantizeStage) -> None:
         t = time.perf_counter()
         remove_masks(model)
+        if stage.fold_bn:
+            self.fold_batchnorm(model)
         layers = prunable_layers(model)
         check_layer_names(stage.bits, layers, "quantize.bits")
         per_layer = {}

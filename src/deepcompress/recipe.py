@@ -1,7 +1,8 @@
 """Compression recipes (YAML or TOML): the settings of every pipeline stage, Distiller/SparseML style.
 
 Per-layer settings (``sparsity``, ``quality``, ``bits``, ``index_bits``) are a single value or a
-mapping whose keys are layer names, glob patterns, ``conv``/``fc`` or ``default``.
+mapping whose keys are layer names, glob patterns, ``depthwise``/``pointwise``, ``conv``/``fc`` or
+``default``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class QuantizeStage:
     init: str = "linear"
     max_iter: int = 300
     relocate_empty: bool = False  # move empty clusters onto outlying weights (scikit-learn style)
+    fold_bn: bool = False  # fold BatchNorm into the preceding convolutions first
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))
 
 
@@ -177,10 +179,11 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
         r.quantize = None
     else:
         q = dict(d.get("quantize") or {})
-        _bad("quantize", set(q), {"bits", "init", "max_iter", "relocate_empty", "finetune"})
+        _bad("quantize", set(q), {"bits", "init", "max_iter", "relocate_empty", "fold_bn", "finetune"})
         r.quantize = QuantizeStage(bits=q.get("bits", {"conv": 8, "fc": 5}), init=q.get("init", "linear"),
                                    max_iter=int(q.get("max_iter", 300)),
                                    relocate_empty=bool(q.get("relocate_empty", False)),
+                                   fold_bn=bool(q.get("fold_bn", False)),
                                    finetune=TrainConfig.from_dict({"epochs": 0, **(q.get("finetune") or {})}))
         _check_bits(r.quantize.bits, "quantize.bits")
         if r.quantize.init not in INITS:

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint
-from ..data import open_train_test
 from ..models import model_info
-from ..pipeline import Data, Pipeline
+from ..pipeline import Pipeline, load_data
 from ._common import add_device, add_quiet, output_dir, resolve_recipe
 
 
@@ -16,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compress", help="compress a trained checkpoint into a .dcz file with a recipe")
     p.add_argument("checkpoint", help="trained model (.safetensors from `deepcompress train`)")
     p.add_argument("--recipe", help="recipe file (YAML/TOML); default: the built-in recipe of the model")
-    p.add_argument("--data", required=True, help="MNIST IDX folder (or 'digits') used for retraining")
+    p.add_argument("--data", required=True,
+                   help="data for retraining and testing: an MNIST IDX folder, 'digits', or an image folder "
+                        "(<root>/<class>/<image>; test_* images are the test split, as in `deepcompress train`)")
     p.add_argument("--out", required=True,
                    help="output .dcz file; FILE.json (results) and FILE.md (report) are written beside it")
     add_device(p)
@@ -29,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     output_dir(out.parent if str(out.parent) else ".")
     model = load_checkpoint(args.checkpoint)
     recipe = resolve_recipe(args.recipe, model_info(model).arch)
-    train, test = open_train_test(args.data)
-    pipe = Pipeline(recipe, Data(train, test, str(args.data)), args.device, progress=not args.quiet)
+    data = load_data(args.data, model, recipe.seed)
+    pipe = Pipeline(recipe, data, args.device, progress=not args.quiet)
     pipe.run(model, out, train_baseline=False)
     pipe.write_reports(out.with_suffix(".json"), out.with_suffix(".md"))
     print(pipe.markdown())

@@ -65,21 +65,32 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model by name; the result carries ``model.dc_info`` (a :class:`ModelInfo`)."""
+    """Build a registered model by name; the result carries ``model.dc_info`` (a :class:`ModelInfo`).
+
+    ``fold_bn=True`` (any model) builds the BatchNorm-folded structure of :mod:`.fold_bn`.
+    """
     if name not in _BUILDERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     builder = _BUILDERS[name]
     params = inspect.signature(builder).parameters
-    unknown = [k for k in kwargs if k not in params and not any(
+    fold = kwargs.get("fold_bn", False)
+    if not isinstance(fold, bool):
+        raise ValueError(f"fold_bn must be true or false, got {fold!r}")
+    unknown = [k for k in kwargs if k != "fold_bn" and k not in params and not any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())]
     if unknown:
         raise ValueError(f"model {name!r} takes no argument(s) {unknown}; it takes {list(params)}")
-    model = builder(**kwargs)
+    model = builder(**{k: v for k, v in kwargs.items() if k != "fold_bn"})
     info = getattr(model, "dc_info", None) or ModelInfo(arch=name)
     info.arch = name
     # pretrained only matters when building from scratch; a rebuilt model gets its weights from the file
-    info.kwargs = {k: v for k, v in kwargs.items() if k != "pretrained"}
+    info.kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained", "fold_bn")}
     model.dc_info = info
+    if fold:
+        from .fold_bn import model_pairs, strip_batchnorm
+
+        strip_batchnorm(model, model_pairs(model))
+        info.kwargs["fold_bn"] = True
     return model
 
 

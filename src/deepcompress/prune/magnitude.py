@@ -29,12 +29,28 @@ def layer_kind(module: nn.Module) -> str:
     return "fc" if isinstance(module, nn.Linear) else "conv"
 
 
+def conv_kind(module: nn.Module) -> str | None:
+    """"depthwise" (one filter per input channel), "pointwise" (1×1, ungrouped) or None."""
+    if not isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return None
+    if module.groups > 1 and module.groups == module.in_channels:
+        return "depthwise"
+    if module.groups == 1 and all(k == 1 for k in module.kernel_size):
+        return "pointwise"
+    return None
+
+
+#: the keys a per-layer mapping may use besides layer names and glob patterns
+LAYER_KEYS = ("default", "conv", "fc", "depthwise", "pointwise")
+
+
 def resolve_layer_setting(settings: Any, name: str, module: nn.Module) -> Any:
     """Pick one layer's value from a per-layer mapping.
 
     ``settings`` is a scalar (same for every layer) or a mapping whose keys are exact layer names,
-    glob patterns (``features.*``), the layer kinds ``conv``/``fc``, or ``default``; the first of
-    those that matches wins, in that order. Returns ``None`` when nothing matches.
+    glob patterns (``features.*``), the conv shapes ``depthwise``/``pointwise``, the layer kinds
+    ``conv``/``fc``, or ``default``; the first of those that matches wins, in that order.
+    Returns ``None`` when nothing matches.
     """
     if not isinstance(settings, Mapping):
         return settings
@@ -43,9 +59,9 @@ def resolve_layer_setting(settings: Any, name: str, module: nn.Module) -> Any:
     for pattern, value in settings.items():
         if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(name, pattern):
             return value
-    kind = layer_kind(module)
-    if kind in settings:
-        return settings[kind]
+    for kind in (conv_kind(module), layer_kind(module)):
+        if kind is not None and kind in settings:
+            return settings[kind]
     return settings.get("default")
 
 
@@ -54,7 +70,7 @@ def check_layer_names(settings: Any, layers: Mapping[str, nn.Module], what: str)
     if not isinstance(settings, Mapping):
         return
     for key in settings:
-        if key in ("default", "conv", "fc") or key in layers:
+        if key in LAYER_KEYS or key in layers:
             continue
         if any(c in key for c in "*?[") and any(fnmatch.fnmatchcase(n, key) for n in layers):
             continue

@@ -1,0 +1,120 @@
+"""Compressing conv nets: BatchNorm folding, depthwise / pointwise layer policies, image-folder pipelines."""
+
+import json
+
+import pytest
+import torch
+from _imgutil import make_image_folder
+from conftest import TINY
+from torch import nn
+
+from deepcompress.checkpoint import save_checkpoint
+from deepcompress.cli import main
+from deepcompress.format.model import load_model
+from deepcompress.models import create_model
+from deepcompress.models.fold_bn import fold_batchnorm
+from deepcompress.prune import prunable_layers, resolve_layer_setting
+from deepcompress.prune.magnitude import check_layer_names, conv_kind
+
+
+def _random_statistics(model: nn.Module) -> None:
+    """BatchNorm statistics far from the identity, so a wrong fold shows."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 2 + 0.2)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet-v2", "efficientnet-lite0"])
+def test_folding_batchnorm_keeps_the_function_and_the_zeros(arch):
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=3).eval()
+    _random_statistics(model)
+    first = model.get_submodule(next(iter(prunable_layers(model))))
+    with torch.no_grad():
+        first.weight[:, :, 0, 0] = 0  # pruned weights
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        before = model(x)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    pairs = fold_batchnorm(model)
+    assert len(pairs) == n_bn > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        after = model(x)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    assert torch.all(first.weight[:, :, 0, 0] == 0)
+    assert model.dc_info.kwargs["fold_bn"] is True
+    rebuilt = create_model(arch, **model.dc_info.kwargs)  # what a .dcz reader does
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    with pytest.raises(ValueError, match="already folded"):
+        fold_batchnorm(model)
+
+
+def test_fold_bn_must_be_a_boolean():
+    with pytest.raises(ValueError, match="fold_bn must be true or false"):
+        create_model("mobilenet-v1", fold_bn="yes")
+
+
+def test_depthwise_and_pointwise_keys_pick_layers():
+    model = create_model("mobilenet-v1", num_classes=3)
+    layers = prunable_layers(model)
+    kinds = {name: conv_kind(m) for name, m in layers.items()}
+    assert sum(k == "depthwise" for k in kinds.values()) == 13
+    assert sum(k == "pointwise" for k in kinds.values()) == 13
+    setting = {"depthwise": 0.3, "pointwise": 0.9, "conv": 0.1, "fc": 0.8}
+    check_layer_names(setting, layers, "prune.sparsity")
+    got = {name: resolve_layer_setting(setting, name, m) for name, m in layers.items()}
+    assert {got[n] for n, k in kinds.items() if k == "depthwise"} == {0.3}
+    assert {got[n] for n, k in kinds.items() if k == "pointwise"} == {0.9}
+    stem = next(n for n, k in kinds.items() if k is None and isinstance(layers[n], nn.Conv2d))
+    assert got[stem] == 0.1
+    assert got[next(n for n, m in layers.items() if isinstance(m, nn.Linear))] == 0.8
+
+
+RECIPE = """
+model: test-tinynet
+seed: 0
+prune:
+  sparsity: {conv: 0.5, fc: 0.8}
+  rounds: 1
+  retrain: {epochs: 1, lr: 0.001, batch_size: 8, bn_momentum: 0.1}
+quantize:
+  fold_bn: %s
+  bits: {conv: 6, fc: 4}
+  finetune: {epochs: 1, lr: 0.0001, batch_size: 8}
+encode:
+  raw_dtype: float16
+"""
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_compress_cli_on_an_image_folder(tmp_path, fold, capsys):
+    data = tmp_path / "leaves"
+    make_image_folder(data, n_per_class=8, size=32, classes=("healthy", "rust", "spot"), prefix="train_")
+    make_image_folder(data, n_per_class=3, size=32, classes=("healthy", "rust", "spot"), prefix="test_", seed=1)
+    model = create_model(TINY, num_classes=3)
+    model.dc_info.class_names = ["healthy", "rust", "spot"]
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(ckpt, model)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE % ("true" if fold else "false"))
+    out = tmp_path / "out" / "tiny.dcz"
+    assert main(["compress", str(ckpt), "--data", str(data), "--recipe", str(recipe), "--out", str(out),
+                 "--quiet"]) == 0
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert results["bit_exact"] and results["final"]["n"] == 9  # the test_ images
+    decoded = load_model(out)
+    has_bn = any(isinstance(m, nn.BatchNorm2d) for m in decoded.modules())
+    assert has_bn is not fold
+    if fold:
+        assert results["fold_bn"]["pairs"] == 1
+        assert results["fold_bn"]["accuracy"] == results["fold_bn"]["accuracy_before"]
+        assert decoded.dc_info.kwargs["fold_bn"] is True
+        assert decoded.features[0].bias is not None
+    else:
+        assert "fold_bn" not in results
