@@ -10,11 +10,15 @@ from torch import nn
 
 from deepcompress.checkpoint import save_checkpoint
 from deepcompress.cli import main
+from deepcompress.data import open_train_test
 from deepcompress.format.model import load_model
 from deepcompress.models import create_model
 from deepcompress.models.fold_bn import fold_batchnorm
+from deepcompress.pipeline import Data, Pipeline
 from deepcompress.prune import prunable_layers, resolve_layer_setting
 from deepcompress.prune.magnitude import check_layer_names, conv_kind
+from deepcompress.quantize.mixed import choose_bits, quantization_costs
+from deepcompress.recipe import recipe_from_dict
 
 
 def _random_statistics(model: nn.Module) -> None:
@@ -118,3 +122,49 @@ def test_compress_cli_on_an_image_folder(tmp_path, fold, capsys):
         assert decoded.features[0].bias is not None
     else:
         assert "fold_bn" not in results
+
+
+def test_mixed_precision_gives_more_bits_where_the_hessian_is_large():
+    torch.manual_seed(0)
+    layers = {"a": nn.Linear(64, 64), "b": nn.Linear(64, 64)}
+    hessian = {"a": torch.full((64, 64), 100.0), "b": torch.full((64, 64), 0.01)}
+    choice = choose_bits(layers, 4.0, [2, 3, 4, 5, 6], hessian)
+    assert choice["met"] and choice["average_bits"] <= 4.0
+    assert choice["bits"]["a"] > choice["bits"]["b"]
+    assert choice["bits"] == {"b": 2, "a": 6}
+    flipped = choose_bits(layers, 4.0, [2, 3, 4, 5, 6], {"a": hessian["b"], "b": hessian["a"]})
+    assert flipped["bits"] == {"a": 2, "b": 6}
+    costs = quantization_costs(layers["a"], [2, 4, 6])
+    assert costs[2] > costs[4] > costs[6] > 0  # WCSS falls with the bits
+    unreachable = choose_bits(layers, 1.5, [2, 3], hessian)
+    assert not unreachable["met"] and unreachable["bits"] == {"a": 2, "b": 2}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"average_bits": 0}, "average_bits must be a number in 1..16"),
+    ({"candidates": [2, 17]}, "candidates must be integers in 1..16"),
+    ({"candidates": []}, "non-empty list"),
+    ({"estimator": "exact"}, "estimator must be one of"),
+    ({"batches": 0}, "batches must be an integer >= 1"),
+    ({"bits": 4}, "unknown key"),
+])
+def test_bad_mixed_precision_settings_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        recipe_from_dict({"quantize": {"mixed": bad}})
+
+
+def test_pipeline_with_mixed_precision_meets_the_size_target(tmp_path):
+    train, test = open_train_test("digits")
+    recipe = recipe_from_dict({
+        "model": "lenet-300-100", "seed": 0, "train": {"epochs": 1, "batch_size": 64},
+        "prune": {"sparsity": {"fc1": 0.9, "fc2": 0.8, "fc3": 0.5}},
+        "quantize": {"mixed": {"average_bits": 3.5, "candidates": [2, 3, 4, 5], "estimator": "gauss-newton",
+                               "batches": 1, "batch_size": 16}},
+        "encode": {"index_bits": {"fc": 5}}})
+    pipe = Pipeline(recipe, Data(train, test, "digits"), "cpu", progress=False)
+    pipe.run(create_model("lenet-300-100"), tmp_path / "m.dcz")
+    mixed = pipe.results["quantize"]["mixed"]
+    assert mixed["met"] and mixed["average_bits"] <= 3.5
+    for name, layer in pipe.results["quantize"]["layers"].items():
+        assert layer["bits"] == mixed["bits"][name] and layer["clusters"] <= 2 ** layer["bits"]
+    assert pipe.results["bit_exact"]

@@ -30,6 +30,7 @@ from .prune import (
     check_layer_names,
     current_mask,
     current_weight,
+    hessian_diagonal,
     iterative_sparsity,
     magnitude_mask,
     make_method,
@@ -43,6 +44,7 @@ from .prune import (
 )
 from .prune.schedule import Targets
 from .quantize import share_layer
+from .quantize.mixed import choose_bits
 from .quantize.sharing import shared_state
 from .recipe import PruneStage, QuantizeStage, Recipe
 from .report import dense_bytes, layer_rows, markdown_table, totals
@@ -211,9 +213,13 @@ class Pipeline:
             self.fold_batchnorm(model)
         layers = prunable_layers(model)
         check_layer_names(stage.bits, layers, "quantize.bits")
+        setting, mixed = stage.bits, None
+        if stage.mixed is not None:
+            mixed = self._mixed_bits(model, stage)
+            setting = mixed["bits"]
         per_layer = {}
         for name, module in layers.items():
-            bits = resolve_layer_setting(stage.bits, name, module)
+            bits = resolve_layer_setting(setting, name, module)
             if bits is None:
                 continue
             per_layer[name] = {"bits": bits, **share_layer(module, bits, stage.init, self.recipe.seed,
@@ -221,11 +227,26 @@ class Pipeline:
         before = self._eval(model)
         self._fit(model, stage.finetune, "centroid fine-tuning")
         after = self._eval(model)
-        self.results["quantize"] = {"layers": per_layer, "accuracy_kmeans": before["accuracy"],
+        self.results["quantize"] = {"layers": per_layer, **({"mixed": mixed} if mixed else {}),
+                                    "accuracy_kmeans": before["accuracy"],
                                     "accuracy": after["accuracy"], "error": after["error"],
                                     "log_loss": after["log_loss"], "seconds": time.perf_counter() - t}
         self._log(f"quantized: accuracy {before['accuracy']:.4f} after k-means → {after['accuracy']:.4f} "
                   "after centroid fine-tuning")
+
+    def _mixed_bits(self, model: nn.Module, stage: QuantizeStage) -> dict[str, Any]:
+        """Bits per layer for the size target, weighting the k-means error by the Hessian diagonal."""
+        m = stage.mixed
+        hessian = None
+        if m.estimator != "none":
+            loader = _loader(self.data.train, m.batch_size, True, self.recipe.seed)
+            hessian = hessian_diagonal(model, loader, m.estimator, m.batches, seed=self.recipe.seed)
+        choice = choose_bits(prunable_layers(model), m.average_bits, m.candidates, hessian, stage.init,
+                             self.recipe.seed, stage.max_iter)
+        self._log(f"mixed precision: {choice['average_bits']:.2f} bits per non-zero weight "
+                  f"(target {m.average_bits:g}{'' if choice['met'] else ', not reachable'}): "
+                  + ", ".join(f"{k} {v}" for k, v in choice["bits"].items()))
+        return choice
 
     def encode(self, model: nn.Module, path: str | os.PathLike) -> nn.Module:
         """Write the .dcz, reload the model from it, check it is bit-exact and evaluate it."""

@@ -54,12 +54,24 @@ class PruneStage:
 
 
 @dataclass
+class MixedSettings:
+    """Bits per layer chosen for a size target (see :mod:`deepcompress.quantize.mixed`)."""
+
+    average_bits: float = 4.0  # target: index bits per non-zero weight, averaged over all layers
+    candidates: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
+    estimator: str = "hutchinson"  # Hessian diagonal weighting the error: gauss-newton | hutchinson | none
+    batches: int = 4  # training batches the Hessian diagonal is averaged over
+    batch_size: int = 32
+
+
+@dataclass
 class QuantizeStage:
     bits: Any = field(default_factory=lambda: {"conv": 8, "fc": 5})
     init: str = "linear"
     max_iter: int = 300
     relocate_empty: bool = False  # move empty clusters onto outlying weights (scikit-learn style)
     fold_bn: bool = False  # fold BatchNorm into the preceding convolutions first
+    mixed: MixedSettings | None = None  # choose the bits per layer (replaces ``bits``)
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))
 
 
@@ -161,6 +173,24 @@ def _prune_stage(p: dict[str, Any]) -> PruneStage:
     return st
 
 
+def _mixed(d: Any) -> MixedSettings:
+    m = _settings(MixedSettings, d, "quantize.mixed")
+    if not (isinstance(m.average_bits, (int, float)) and not isinstance(m.average_bits, bool)
+            and 1 <= m.average_bits <= 16):
+        raise ValueError(f"quantize.mixed.average_bits must be a number in 1..16, got {m.average_bits!r}")
+    if not isinstance(m.candidates, list) or not m.candidates:
+        raise ValueError(f"quantize.mixed.candidates must be a non-empty list of bit widths, got {m.candidates!r}")
+    _check_bits(dict(enumerate(m.candidates)), "quantize.mixed.candidates")
+    if m.estimator not in (*ESTIMATORS, "none"):
+        raise ValueError(f"quantize.mixed.estimator must be one of {', '.join(ESTIMATORS)}, none; "
+                         f"got {m.estimator!r}")
+    for key in ("batches", "batch_size"):
+        v = getattr(m, key)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise ValueError(f"quantize.mixed.{key} must be an integer >= 1, got {v!r}")
+    return m
+
+
 def recipe_from_dict(d: dict[str, Any]) -> Recipe:
     """Build and validate a :class:`Recipe` from a parsed mapping (missing sections get defaults)."""
     if not isinstance(d, dict):
@@ -179,11 +209,12 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
         r.quantize = None
     else:
         q = dict(d.get("quantize") or {})
-        _bad("quantize", set(q), {"bits", "init", "max_iter", "relocate_empty", "fold_bn", "finetune"})
+        _bad("quantize", set(q), {"bits", "init", "max_iter", "relocate_empty", "fold_bn", "mixed", "finetune"})
         r.quantize = QuantizeStage(bits=q.get("bits", {"conv": 8, "fc": 5}), init=q.get("init", "linear"),
                                    max_iter=int(q.get("max_iter", 300)),
                                    relocate_empty=bool(q.get("relocate_empty", False)),
                                    fold_bn=bool(q.get("fold_bn", False)),
+                                   mixed=_mixed(q["mixed"]) if q.get("mixed") is not None else None,
                                    finetune=TrainConfig.from_dict({"epochs": 0, **(q.get("finetune") or {})}))
         _check_bits(r.quantize.bits, "quantize.bits")
         if r.quantize.init not in INITS:
