@@ -40,6 +40,7 @@ from deepcompress.metrics.size import parameter_counts, zipped_dense_bytes
 from deepcompress.models import model_info
 from deepcompress.pipeline import Pipeline, load_data
 from deepcompress.recipe import builtin_recipe, load_recipe, recipe_from_dict
+from deepcompress.report import dense_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures" / "mobile"
@@ -72,7 +73,7 @@ def stage_rows(results: dict[str, Any], checkpoint: str, dcz_path: Path) -> list
     dense_model = load_checkpoint(checkpoint)
     size = model_info(dense_model).input_size
     dense_prof = profile_model(dense_model, size)
-    dense = results["dense_bytes"]
+    dense = dense_bytes(dense_model)  # as it came in (the pipeline folds BatchNorm later)
     n_params = sum(p.numel() for p in dense_model.parameters())
     dcz = read_dcz(dcz_path)
     decoded = model_from_dcz(dcz)
@@ -176,6 +177,7 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true", help="reuse results already in --work")
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, default=RESULTS / "mobile_beans.json")
+    p.add_argument("--figure", type=Path, default=FIGURES / "accuracy_vs_size", help="plot path without suffix")
     args = p.parse_args()
 
     specs = []
@@ -195,7 +197,8 @@ def main() -> None:
             tfmot.append(tfmot_baseline(arch, ckpt, args.data, args.tfmot_bits, args.tfmot_epochs, args.device,
                                         args.work, args.reuse))
     table = markdown(models, tfmot)
-    figure = [str(f) for f in plot(models, tfmot, FIGURES / "accuracy_vs_size")]
+    args.figure.parent.mkdir(parents=True, exist_ok=True)
+    figure = [str(f) for f in plot(models, tfmot, args.figure)]
     result = {"data": args.data, "models": models, "tfmot": tfmot, "table_md": table, "figure": figure}
     atomic_write_text(args.out, json.dumps(result, indent=1, default=float) + "\n")
     print(table)

@@ -262,7 +262,8 @@ class Pipeline:
         got = decoded.state_dict()
         bit_exact = all(torch.equal(ref[k].cpu().to(got[k].dtype), got[k].cpu()) for k in ref)
         final = self._eval(decoded)
-        total = totals(records, dcz.size, dense_bytes(model))
+        # the ratio's numerator is the model as it came in (before BatchNorm folding changed its parameters)
+        total = totals(records, dcz.size, self.results.get("input_dense_bytes", dense_bytes(model)))
         self.results.update(
             final={**final, "source": str(path)}, in_memory=in_memory, bit_exact=bit_exact,
             **{k: total[k] for k in ("dense_bytes", "file_bytes", "compression_ratio")},
@@ -282,6 +283,7 @@ class Pipeline:
         """
         set_seed(self.recipe.seed)
         start = time.perf_counter()
+        self.results["input_dense_bytes"] = dense_bytes(model)
         model.to(self.device)
         if train_baseline:
             self.train_baseline(model)
