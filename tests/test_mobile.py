@@ -11,12 +11,21 @@ from torch import nn
 from deepcompress.checkpoint import save_checkpoint
 from deepcompress.cli import main
 from deepcompress.data import open_train_test
-from deepcompress.format.model import load_model
-from deepcompress.models import create_model
+from deepcompress.format.model import load_model, save_model
+from deepcompress.models import create_model, list_models
 from deepcompress.models.fold_bn import fold_batchnorm
 from deepcompress.pipeline import Data, Pipeline
-from deepcompress.prune import prunable_layers, resolve_layer_setting
+from deepcompress.prune import (
+    apply_mask,
+    current_mask,
+    current_weight,
+    magnitude_mask,
+    prunable_layers,
+    remove_masks,
+    resolve_layer_setting,
+)
 from deepcompress.prune.magnitude import check_layer_names, conv_kind
+from deepcompress.quantize import share_layer
 from deepcompress.quantize.mixed import choose_bits, quantization_costs
 from deepcompress.recipe import recipe_from_dict
 
@@ -168,3 +177,37 @@ def test_pipeline_with_mixed_precision_meets_the_size_target(tmp_path):
     for name, layer in pipe.results["quantize"]["layers"].items():
         assert layer["bits"] == mixed["bits"][name] and layer["clusters"] <= 2 ** layer["bits"]
     assert pipe.results["bit_exact"]
+
+
+# one of each family (the larger siblings have the same layer types; resnet50's residuals are in mobilenet-v2)
+SIBLINGS = {"resnet50", "mobilenet-v3-large", "mnasnet0_5", "squeezenet1_0"}
+ZOO_IMAGE_MODELS = [m for m in list_models() if not m.startswith("lenet") and m not in SIBLINGS]
+
+
+@pytest.mark.parametrize("arch", ZOO_IMAGE_MODELS)
+def test_every_zoo_layer_type_survives_prune_fold_share_and_the_file(arch, tmp_path):
+    """Depthwise, grouped, pointwise and plain convs, squeeze-excite, BatchNorm and residuals: prune,
+    fold, share and store every prunable layer; the model decoded from the .dcz computes what the
+    in-memory one does."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = create_model(arch, num_classes=3).eval()
+        _random_statistics(model)
+        for module in prunable_layers(model).values():
+            apply_mask(module, magnitude_mask(current_weight(module), current_mask(module),
+                                              sparsity=0.2 if conv_kind(module) == "depthwise" else 0.7))
+        remove_masks(model)
+        fold_batchnorm(model)
+        for module in prunable_layers(model).values():
+            share_layer(module, 4, max_iter=20)
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad():
+            expected = model(x)
+        save_model(model, tmp_path / "m.dcz", raw_dtype="float32")
+        decoded = load_model(tmp_path / "m.dcz")
+        with torch.no_grad():
+            torch.testing.assert_close(decoded(x), expected, rtol=1e-4, atol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
