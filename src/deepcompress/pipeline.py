@@ -32,7 +32,6 @@ from .prune import (
     current_weight,
     hessian_diagonal,
     iterative_sparsity,
-    magnitude_mask,
     make_method,
     obd_saliency,
     prunable_layers,
@@ -146,9 +145,9 @@ class Pipeline:
                 if targets is None:
                     for name, module in layers.items():
                         value = resolve_layer_setting(stage.quality, name, module)
-                        if value is not None:
-                            apply_mask(module, magnitude_mask(current_weight(module), current_mask(module),
-                                                              quality=value))
+                        if value is not None:  # recipe checks: quality comes with method magnitude
+                            apply_mask(module, method.quality_mask(current_weight(module), current_mask(module),
+                                                                   value))
                 else:
                     prune_model(model, method,
                                 scale_targets(targets, lambda s, r=r: iterative_sparsity(s, r, stage.rounds)),

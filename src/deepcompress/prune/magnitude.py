@@ -101,11 +101,7 @@ def magnitude_mask(weight: torch.Tensor, old_mask: torch.Tensor, sparsity: float
         raise ValueError("give exactly one of sparsity and quality")
     if sparsity is not None:
         return MagnitudePruning().mask(weight, old_mask, sparsity)
-    if quality < 0:
-        raise ValueError(f"quality must be >= 0, got {quality}")
-    survivors = weight[old_mask.bool()]
-    std = survivors.std().item() if survivors.numel() > 1 else 0.0
-    return ((weight * old_mask).abs() > quality * std).to(old_mask.dtype) * old_mask
+    return MagnitudePruning().quality_mask(weight, old_mask, quality)
 
 
 def same_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,14 @@ class MagnitudePruning(PruningMethod):
     def scores(self, weight: torch.Tensor, importance: torch.Tensor | None = None) -> torch.Tensor:
         return weight.abs()
 
+    def quality_mask(self, weight: torch.Tensor, old_mask: torch.Tensor, quality: float) -> torch.Tensor:
+        """Han's threshold rule instead of a target: prune |w| < quality × std of the surviving weights."""
+        if quality < 0:
+            raise ValueError(f"quality must be >= 0, got {quality}")
+        survivors = weight[old_mask.bool()]
+        std = survivors.std().item() if survivors.numel() > 1 else 0.0
+        return ((weight * old_mask).abs() > quality * std).to(old_mask.dtype) * old_mask
+
 
 class RandomPruning(PruningMethod):
     """A baseline: keep a uniformly random subset (seeded; each call draws anew)."""
