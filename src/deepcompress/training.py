@@ -102,6 +102,24 @@ class History:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "stopped": self.stopped}
 
 
+@dataclass
+class FitState:
+    """Where :func:`fit` stands after a completed epoch: enough to continue it exactly (same batches,
+    same optimiser moments, same learning rate, same dropout draws) after the process died."""
+
+    epoch: int  # epochs completed
+    phase: str  # head | full: which optimiser ``optimizer`` belongs to
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any]
+    history: History
+    best: dict[str, float] | None
+    bad_epochs: int
+    seconds: float  # training time so far (for max_minutes)
+    rng: dict[str, Any]  # rng_state() at the end of the epoch
+    loader_rng: torch.Tensor | None  # the training DataLoader's shuffle generator state
+    best_state: dict[str, torch.Tensor] | None = None  # restore_best's weights
+
+
 # ----------------------------------------------------------------------------------------- distributed
 
 def world_size() -> int:
@@ -181,6 +199,26 @@ def _agree(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.broadcast(t, 0)
     return bool(t.item())
+
+
+def rng_state() -> dict[str, Any]:
+    """The global random states (torch CPU and CUDA, numpy, Python), for :func:`set_rng_state`."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [kind, keys.tolist(), pos, has_gauss, gauss], "python": [version, list(internal), gauss_next]}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned (CUDA states only when this machine has as many GPUs)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def set_seed(seed: int) -> None:
@@ -337,13 +375,17 @@ def fit(
     desc: str = "train",
     progress: bool = True,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    on_checkpoint: Callable[[FitState], None] | None = None,
+    resume: FitState | None = None,
 ) -> History:
     """Train ``model`` in place for ``cfg.epochs`` epochs.
 
     ``params`` restricts what is optimised (default: all parameters; the head-only warm-up only applies
     when ``params`` is None); ``after_step`` runs after every optimiser step (e.g. to re-apply pruning
-    masks); ``on_epoch_end`` gets each epoch's record. Under an initialised process group the model is
-    wrapped in DistributedDataParallel; ``model`` itself holds the trained weights afterwards.
+    masks); ``on_epoch_end`` gets each epoch's record; ``on_checkpoint`` gets a :class:`FitState` after
+    every epoch, and ``resume`` (one of those) continues from there as if never interrupted (the model
+    must already hold that epoch's weights). Under an initialised process group the model is wrapped in
+    DistributedDataParallel; ``model`` itself holds the trained weights afterwards.
     """
     device = resolve_device(device)
     model.to(device)
@@ -361,6 +403,10 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs = 0
     start = time.monotonic()
+    first = 0
+    if resume is not None:
+        first, history, best, bad_epochs = resume.epoch, resume.history, resume.best, resume.bad_epochs
+        best_state, start = resume.best_state, start - resume.seconds
     freeze = cfg.freeze_epochs if params is None else 0
     head = head_module(model) if freeze else None
     all_params = [p for p in (model.parameters() if params is None else params)]
@@ -390,12 +436,21 @@ def fit(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         return net, opt
 
-    phase = "head" if freeze else "full"
+    phase = "head" if first < freeze else "full"
     net, opt = setup(phase)
     base_lrs = [g["lr"] for g in opt.param_groups]
     full_cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": cfg.epochs - freeze,
                                       "freeze_epochs": 0})
-    for epoch in range(cfg.epochs):
+    loader_rng = getattr(train_loader, "generator", None)
+    if resume is not None:
+        if resume.phase == phase:
+            opt.load_state_dict(resume.optimizer)
+        if resume.scaler:
+            scaler.load_state_dict(resume.scaler)
+        if loader_rng is not None and resume.loader_rng is not None:
+            loader_rng.set_state(resume.loader_rng)
+        set_rng_state(resume.rng)
+    for epoch in range(first, cfg.epochs if history.stopped == "completed" else first):
         if phase == "head" and epoch >= freeze:
             phase = "full"
             net, opt = setup(phase)
@@ -469,13 +524,18 @@ def fit(
         if cfg.patience is not None and phase == "full" and bad_epochs >= cfg.patience \
                 and epoch + 1 < cfg.epochs:
             history.stopped = "early_stopping"
-            break
-        over = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
-        if _agree(over, device) and epoch + 1 < cfg.epochs:
-            history.stopped = "time_budget"
-            if progress and main:
-                tqdm.write(f"{desc}: stopping after epoch {epoch + 1}, "
-                           f"time budget of {cfg.max_minutes:g} min used")
+        else:
+            over = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
+            if _agree(over, device) and epoch + 1 < cfg.epochs:
+                history.stopped = "time_budget"
+                if progress and main:
+                    tqdm.write(f"{desc}: stopping after epoch {epoch + 1}, "
+                               f"time budget of {cfg.max_minutes:g} min used")
+        if on_checkpoint is not None:
+            on_checkpoint(FitState(epoch + 1, phase, opt.state_dict(), scaler.state_dict(), history, best,
+                                   bad_epochs, time.monotonic() - start, rng_state(),
+                                   loader_rng.get_state() if loader_rng is not None else None, best_state))
+        if history.stopped != "completed":
             break
     for p in model.parameters():
         p.requires_grad_(saved_flags[id(p)])

@@ -19,6 +19,12 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage logs")
 
 
+def add_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last checkpoint (an epoch, prune round or stage), "
+                        "kept in OUT.dcz.state/ beside the output until the run finishes")
+
+
 def resolve_recipe(path: str | None, arch: str) -> Recipe:
     """The recipe at ``path``, else the built-in recipe for ``arch``."""
     recipe = load_recipe(path) if path else builtin_recipe(arch)
