@@ -287,6 +287,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
         if x.dim() == 4 and _is_channels_last(model):
             x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x).float()
+        check_labels(logits, y)
         nll += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         n += y.numel()
@@ -294,6 +295,14 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
     if n == 0:
         raise ValueError("evaluation data is empty")
     return {"accuracy": correct / n, "error": 1 - correct / n, "log_loss": nll / n, "n": n}
+
+
+def check_labels(logits: torch.Tensor, y: torch.Tensor) -> None:
+    """Refuse class labels the model has no output for (a checkpoint for other classes than the data's),
+    before cross-entropy fails on them (with an IndexError on the CPU, a device assert on CUDA)."""
+    if y.numel() and int(y.max()) >= logits.shape[-1]:
+        raise ValueError(f"the data has class label {int(y.max())}, but the model has only {logits.shape[-1]} "
+                         "outputs: the model was made for other classes than this data's")
 
 
 def _is_channels_last(model: nn.Module) -> bool:
@@ -476,6 +485,7 @@ def fit(
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = net(x)
+                check_labels(logits, y)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
