@@ -251,6 +251,7 @@ class Pipeline:
         """Write the .dcz, reload the model from it, check it is bit-exact and evaluate it."""
         t = time.perf_counter()
         enc = self.recipe.encode
+        check_layer_names(enc.index_bits, prunable_layers(model), "encode.index_bits")
         round_for_storage(model, enc.raw_dtype, enc.codebook_dtype)
         in_memory = self._eval(model)
         records = save_model(model, path, enc.index_bits, enc.raw_dtype, enc.codebook_dtype,
@@ -286,6 +287,7 @@ class Pipeline:
         set_seed(self.recipe.seed)
         start = time.perf_counter()
         model.to(self.device)
+        self.check_layer_settings(model)
         if state_dir is not None:
             self._open_state(state_dir, model, train_baseline, resume)
         if train_baseline:
@@ -303,6 +305,17 @@ class Pipeline:
                 self.results["seconds"][stage] = self.results[stage]["seconds"]
         self.results["seconds"]["total"] = time.perf_counter() - start
         return decoded
+
+    def check_layer_settings(self, model: nn.Module) -> None:
+        """Refuse per-layer recipe settings naming layers ``model`` lacks, before hours of training."""
+        layers = prunable_layers(model)
+        p, q = self.recipe.prune, self.recipe.quantize
+        if p is not None:
+            check_layer_names(p.sparsity if p.sparsity is not None else p.quality, layers,
+                              "prune.sparsity" if p.sparsity is not None else "prune.quality")
+        if q is not None:
+            check_layer_names(q.bits, layers, "quantize.bits")
+        check_layer_names(self.recipe.encode.index_bits, layers, "encode.index_bits")
 
     def _baseline(self, model: nn.Module, baseline_path: str | os.PathLike | None) -> None:
         self.train_baseline(model)
