@@ -150,9 +150,8 @@ def test_cli_empty_or_missing_data_folder(files, tmp_path, capsys):
 
 
 def test_cli_empty_image_folder_for_evaluate(files, capsys):
-    pytest.importorskip("deepcompress.data.images", reason="image-folder support (deepcompress.data.images) "
-                        "is not on this branch; with it, an empty folder must be a one-line error")
-    _cli(capsys, "evaluate", str(files["good"]), "--data", str(files["empty_dir"]))
+    err = _cli(capsys, "evaluate", str(files["good"]), "--data", str(files["empty_dir"]))
+    assert "is neither an MNIST IDX folder nor an image folder" in err
 
 
 @pytest.mark.parametrize("recipe,match", [
