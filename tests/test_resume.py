@@ -269,3 +269,18 @@ def test_without_resume_a_saved_state_is_started_over(saved_state, capsys):
     assert main(["compress", str(ckpt), "--recipe", str(recipe), "--data", "digits", "--out", str(out)]) == 0
     assert "discarding the saved run state" in capsys.readouterr().out
     assert not state_dir_for(out).exists()
+
+
+def test_resume_without_a_saved_state_starts_from_the_beginning(saved_state, tmp_path, capsys):
+    ckpt, recipe, _ = saved_state
+    out = tmp_path / "other.dcz"
+    assert main(["compress", str(ckpt), "--recipe", str(recipe), "--data", "digits", "--out", str(out),
+                 "--resume"]) == 0
+    assert "no saved run state" in capsys.readouterr().out and out.is_file()
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["reproduce", "lenet-5"], ["compress", "m", "--data", "d", "--out", "o"]])
+def test_pipeline_commands_take_resume(argv):
+    from deepcompress.cli import build_parser
+
+    assert build_parser().parse_args([*argv, "--resume"]).resume is True
