@@ -271,6 +271,12 @@ def test_without_resume_a_saved_state_is_started_over(saved_state, capsys):
     assert not state_dir_for(out).exists()
 
 
+def test_a_fresh_run_deletes_an_old_state_before_it_saves_anything(saved_state, digits):
+    _, _, out = saved_state
+    RunState.open(state_dir_for(out), {}, resume=False)
+    assert not state_dir_for(out).exists()
+
+
 def test_resume_without_a_saved_state_starts_from_the_beginning(saved_state, tmp_path, capsys):
     ckpt, recipe, _ = saved_state
     out = tmp_path / "other.dcz"

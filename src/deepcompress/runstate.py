@@ -156,11 +156,13 @@ class RunState:
 
     @classmethod
     def open(cls, folder: str | os.PathLike, fingerprint: dict[str, Any], resume: bool) -> RunState:
-        """A fresh state, or with ``resume`` the one saved in ``folder`` (when there is one), checked
-        against ``fingerprint``."""
+        """With ``resume``, the state saved in ``folder`` (checked against ``fingerprint``) when there is
+        one; otherwise a fresh state, and anything saved in ``folder`` is deleted."""
         state = cls(folder, fingerprint)
         if resume and state.path.exists():
             state._load()
+        elif not resume:
+            state.clear()
         return state
 
     @property
