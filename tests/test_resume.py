@@ -167,8 +167,15 @@ def test_resume_inside_agp_obd_and_random_pruning(digits, tmp_path, monkeypatch,
     assert _run(recipe, digits, tmp_path / "run.dcz", resume=True) == reference
 
 
-def test_fit_resumed_from_a_fit_state_matches_an_uninterrupted_fit(digits):
-    cfg = TrainConfig(epochs=3, lr=0.01, batch_size=128, optimizer="adam", schedule="cosine", warmup_epochs=0.5)
+@pytest.mark.parametrize("cfg,stop_after", [
+    (TrainConfig(epochs=3, lr=0.01, batch_size=128, optimizer="adam", schedule="cosine", warmup_epochs=0.5), 1),
+    # a head-only warm-up: resumed inside it, and right where the full optimiser takes over
+    (TrainConfig(epochs=3, lr=0.05, batch_size=128, optimizer="sgd", schedule="step", step_size=1,
+                 freeze_epochs=2), 1),
+    (TrainConfig(epochs=3, lr=0.05, batch_size=128, optimizer="sgd", schedule="step", step_size=1,
+                 freeze_epochs=2), 2),
+])
+def test_fit_resumed_from_a_fit_state_matches_an_uninterrupted_fit(digits, cfg, stop_after):
 
     def run(stop_after: int | None = None, resume: FitState | None = None,
             model: torch.nn.Module | None = None) -> tuple[torch.nn.Module, list[FitState]]:
@@ -190,7 +197,7 @@ def test_fit_resumed_from_a_fit_state_matches_an_uninterrupted_fit(digits):
         return model, states
 
     straight, _ = run()
-    model, states = run(stop_after=1)
+    model, states = run(stop_after=stop_after)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     resumed, _ = run(resume=states[-1], model=model)
     for k, v in straight.state_dict().items():

@@ -445,112 +445,114 @@ def fit(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         return net, opt
 
-    phase = "head" if first < freeze else "full"
-    net, opt = setup(phase)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    full_cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": cfg.epochs - freeze,
-                                      "freeze_epochs": 0})
-    loader_rng = getattr(train_loader, "generator", None)
-    if resume is not None:
-        if resume.phase == phase:
-            opt.load_state_dict(resume.optimizer)
-        if resume.scaler:
-            scaler.load_state_dict(resume.scaler)
-        if loader_rng is not None and resume.loader_rng is not None:
-            loader_rng.set_state(resume.loader_rng)
-        set_rng_state(resume.rng)
-    for epoch in range(first, cfg.epochs if history.stopped == "completed" else first):
-        if phase == "head" and epoch >= freeze:
-            phase = "full"
-            net, opt = setup(phase)
-            base_lrs = [g["lr"] for g in opt.param_groups]
-        sampler = getattr(train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        model.train()
-        if phase == "head":  # frozen backbone: keep its BatchNorm statistics, train only the head
-            model.eval()
-            head.train()
-        total, correct, count = 0.0, 0, 0
-        t0 = time.monotonic()
-        label = f"{desc} {epoch + 1}/{cfg.epochs}" + (" (head)" if phase == "head" else "")
-        bar = tqdm(train_loader, desc=label, leave=False, disable=not (progress and main))
-        for i, (x, y) in enumerate(bar):
-            if phase == "full":
-                factor = lr_factor(full_cfg, epoch - freeze + i / steps_per_epoch)
-                for g, base in zip(opt.param_groups, base_lrs, strict=True):
-                    g["lr"] = base * factor
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if cfg.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = net(x)
-                check_labels(logits, y)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            if after_step is not None:
-                after_step()
-            total += loss.item() * y.numel()
-            correct += (logits.detach().argmax(1) == y).sum().item()
-            count += y.numel()
-            if i % 5 == 0:
-                bar.set_postfix(loss=f"{total / max(count, 1):.4f}", acc=f"{correct / max(count, 1):.3f}")
-        if distributed:
-            sync_buffers(model)
-            t = torch.tensor([total, correct, count], dtype=torch.float64, device=device)
-            dist.all_reduce(t)
-            total, correct, count = t[0].item(), int(t[1].item()), int(t[2].item())
-        record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase, "lr": opt.param_groups[0]["lr"],
-                                  "train_loss": total / max(count, 1),
-                                  "train_accuracy": correct / max(count, 1)}
-        improved = False
-        if val_loader is not None:
-            m = evaluate(model, val_loader, device)
-            record.update(val_accuracy=m["accuracy"], val_log_loss=m["log_loss"])
-            if _better(m, best, cfg.monitor):
-                best, improved, bad_epochs = m, True, 0
-                history.best_epoch = epoch + 1
-                if cfg.restore_best:
-                    state = model.state_dict()
-                    best_state = type(state)((k, v.detach().clone()) for k, v in state.items())
-                    best_state._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
+    try:  # a failure (or an interruption) leaves no layer frozen and no BatchNorm momentum changed
+        phase = "head" if first < freeze else "full"
+        net, opt = setup(phase)
+        base_lrs = [g["lr"] for g in opt.param_groups]
+        full_cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": cfg.epochs - freeze,
+                                          "freeze_epochs": 0})
+        loader_rng = getattr(train_loader, "generator", None)
+        if resume is not None:
+            if resume.phase == phase:
+                opt.load_state_dict(resume.optimizer)
+            if resume.scaler:
+                scaler.load_state_dict(resume.scaler)
+            if loader_rng is not None and resume.loader_rng is not None:
+                loader_rng.set_state(resume.loader_rng)
+            set_rng_state(resume.rng)
+        for epoch in range(first, cfg.epochs if history.stopped == "completed" else first):
+            if phase == "head" and epoch >= freeze:
+                phase = "full"
+                net, opt = setup(phase)
+                base_lrs = [g["lr"] for g in opt.param_groups]
+            sampler = getattr(train_loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            model.train()
+            if phase == "head":  # frozen backbone: keep its BatchNorm statistics, train only the head
+                model.eval()
+                head.train()
+            total, correct, count = 0.0, 0, 0
+            t0 = time.monotonic()
+            label = f"{desc} {epoch + 1}/{cfg.epochs}" + (" (head)" if phase == "head" else "")
+            bar = tqdm(train_loader, desc=label, leave=False, disable=not (progress and main))
+            for i, (x, y) in enumerate(bar):
+                if phase == "full":
+                    factor = lr_factor(full_cfg, epoch - freeze + i / steps_per_epoch)
+                    for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                        g["lr"] = base * factor
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if cfg.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                    logits = net(x)
+                    check_labels(logits, y)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                if after_step is not None:
+                    after_step()
+                total += loss.item() * y.numel()
+                correct += (logits.detach().argmax(1) == y).sum().item()
+                count += y.numel()
+                if i % 5 == 0:
+                    bar.set_postfix(loss=f"{total / max(count, 1):.4f}", acc=f"{correct / max(count, 1):.3f}")
+            if distributed:
+                sync_buffers(model)
+                t = torch.tensor([total, correct, count], dtype=torch.float64, device=device)
+                dist.all_reduce(t)
+                total, correct, count = t[0].item(), int(t[1].item()), int(t[2].item())
+            record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase, "lr": opt.param_groups[0]["lr"],
+                                      "train_loss": total / max(count, 1),
+                                      "train_accuracy": correct / max(count, 1)}
+            improved = False
+            if val_loader is not None:
+                m = evaluate(model, val_loader, device)
+                record.update(val_accuracy=m["accuracy"], val_log_loss=m["log_loss"])
+                if _better(m, best, cfg.monitor):
+                    best, improved, bad_epochs = m, True, 0
+                    history.best_epoch = epoch + 1
+                    if cfg.restore_best:
+                        state = model.state_dict()
+                        best_state = type(state)((k, v.detach().clone()) for k, v in state.items())
+                        best_state._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
+                else:
+                    bad_epochs += 1
+            record["seconds"] = time.monotonic() - t0
+            history.epochs.append(record)
+            if progress and main:
+                tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs} [{phase}]: " + ", ".join(
+                    f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "phase"))
+                    + (" *" if improved else ""))
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+            # the warm-up epochs do not count towards early stopping
+            if cfg.patience is not None and phase == "full" and bad_epochs >= cfg.patience \
+                    and epoch + 1 < cfg.epochs:
+                history.stopped = "early_stopping"
             else:
-                bad_epochs += 1
-        record["seconds"] = time.monotonic() - t0
-        history.epochs.append(record)
-        if progress and main:
-            tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs} [{phase}]: " + ", ".join(
-                f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "phase"))
-                + (" *" if improved else ""))
-        if on_epoch_end is not None:
-            on_epoch_end(record)
-        # the warm-up epochs do not count towards early stopping
-        if cfg.patience is not None and phase == "full" and bad_epochs >= cfg.patience \
-                and epoch + 1 < cfg.epochs:
-            history.stopped = "early_stopping"
-        else:
-            over = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
-            if _agree(over, device) and epoch + 1 < cfg.epochs:
-                history.stopped = "time_budget"
-                if progress and main:
-                    tqdm.write(f"{desc}: stopping after epoch {epoch + 1}, "
-                               f"time budget of {cfg.max_minutes:g} min used")
-        if on_checkpoint is not None:
-            on_checkpoint(FitState(epoch + 1, phase, opt.state_dict(), scaler.state_dict(), history, best,
-                                   bad_epochs, time.monotonic() - start, rng_state(),
-                                   loader_rng.get_state() if loader_rng is not None else None, best_state))
-        if history.stopped != "completed":
-            break
-    for p in model.parameters():
-        p.requires_grad_(saved_flags[id(p)])
-    for m, mom in zip(bns, saved_momentum, strict=True):
-        m.momentum = mom
+                over = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
+                if _agree(over, device) and epoch + 1 < cfg.epochs:
+                    history.stopped = "time_budget"
+                    if progress and main:
+                        tqdm.write(f"{desc}: stopping after epoch {epoch + 1}, "
+                                   f"time budget of {cfg.max_minutes:g} min used")
+            if on_checkpoint is not None:
+                on_checkpoint(FitState(epoch + 1, phase, opt.state_dict(), scaler.state_dict(), history, best,
+                                       bad_epochs, time.monotonic() - start, rng_state(),
+                                       loader_rng.get_state() if loader_rng is not None else None, best_state))
+            if history.stopped != "completed":
+                break
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(saved_flags[id(p)])
+        for m, mom in zip(bns, saved_momentum, strict=True):
+            m.momentum = mom
     if cfg.restore_best and best_state is not None:
         model.load_state_dict(best_state)
     return history
