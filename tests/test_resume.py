@@ -297,3 +297,25 @@ def test_pipeline_commands_take_resume(argv):
     from deepcompress.cli import build_parser
 
     assert build_parser().parse_args([*argv, "--resume"]).resume is True
+
+
+def test_a_state_rebuilds_pruning_masks_and_shared_layers(tmp_path):
+    from deepcompress.prune import apply_mask
+    from deepcompress.quantize import share_layer
+    from deepcompress.quantize.sharing import is_shared
+
+    torch.manual_seed(0)
+    model = create_model("lenet-300-100")
+    apply_mask(model.fc1, (torch.rand_like(model.fc1.weight) > 0.5).float())
+    share_layer(model.fc2, 3)
+    RunState(tmp_path / "s", {"run": 1}).save("step", model, {})
+    fresh = create_model("lenet-300-100")  # other initial weights
+    state = RunState.open(tmp_path / "s", {"run": 1}, resume=True)
+    assert state.done("step") and state.last == "step"
+    state.restore(fresh)
+    assert "weight_orig" in fresh.fc1._parameters and is_shared(fresh.fc2) and not is_shared(fresh.fc3)
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(model(x), fresh(x))
+    fresh(x).sum().backward()  # the mask and the codebook still act in training
+    assert (fresh.fc1.weight_orig.grad[fresh.fc1.weight_mask == 0] == 0).all()
+    assert fresh.fc2.weight_codebook.grad.shape == (8,) and fresh.fc2.weight_codebook.grad.abs().sum() > 0
