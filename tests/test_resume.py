@@ -319,3 +319,21 @@ def test_a_state_rebuilds_pruning_masks_and_shared_layers(tmp_path):
     fresh(x).sum().backward()  # the mask and the codebook still act in training
     assert (fresh.fc1.weight_orig.grad[fresh.fc1.weight_mask == 0] == 0).all()
     assert fresh.fc2.weight_codebook.grad.shape == (8,) and fresh.fc2.weight_codebook.grad.abs().sum() > 0
+
+
+def test_the_fingerprint_tells_data_apart_but_not_how_its_path_is_spelt(saved_state, digits, tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from deepcompress.recipe import load_recipe
+
+    ckpt, recipe, out = saved_state
+    x, y = digits.test.tensors
+    other = TensorDataset(x.flip(-1), y)
+    for test, ok in ((digits.test, True), (other, False)):
+        pipe = Pipeline(load_recipe(recipe), Data(digits.train, test, "./some/other/spelling"), "cpu", progress=False)
+        if ok:
+            pipe.run(load_checkpoint(ckpt), out, train_baseline=False, state_dir=state_dir_for(out), resume=True)
+            assert pipe.state.last == "quantize"
+        else:
+            with pytest.raises(RunStateError, match=r"different run, cannot resume: data.sha256"):
+                pipe.run(load_checkpoint(ckpt), out, train_baseline=False, state_dir=state_dir_for(out), resume=True)

@@ -324,8 +324,7 @@ class Pipeline:
 
     def _open_state(self, folder: str | os.PathLike, model: nn.Module, train_baseline: bool, resume: bool) -> None:
         """Open the run state in ``folder``; when resuming, rebuild the model and results from it."""
-        fp = fingerprint(self.recipe.to_dict(), self.data.name, self.data.train, self.data.test, model,
-                         train_baseline)
+        fp = fingerprint(self.recipe.to_dict(), self.data.train, self.data.test, model, train_baseline)
         if not resume and (Path(folder) / STATE_FILE).exists():
             self._log(f"discarding the saved run state in {folder} (pass --resume to continue it)")
         self.state = RunState.open(folder, fp, resume)

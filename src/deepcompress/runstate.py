@@ -76,17 +76,18 @@ def _sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def fingerprint(recipe: dict[str, Any], data_name: str, train: Dataset, test: Dataset, model: nn.Module,
+def fingerprint(recipe: dict[str, Any], train: Dataset, test: Dataset, model: nn.Module,
                 train_baseline: bool) -> dict[str, Any]:
-    """What identifies a run: the recipe, the data (name, sizes, a hash of test samples at the start,
-    middle and end; training samples may be augmented randomly) and the starting model's weights."""
+    """What identifies a run: the recipe, the data (sizes and a hash of test samples at the start, middle
+    and end, not its path, which may be spelt differently; training samples may be augmented randomly)
+    and the starting model's weights."""
     n_train, n_test = len(train), len(test)  # type: ignore[arg-type]
     samples = {}
     for i in sorted({0, n_test // 2, n_test - 1} if n_test else set()):
         x, y = test[i]
         samples[f"{i}.x"], samples[f"{i}.y"] = torch.as_tensor(x), torch.as_tensor(y)
     return {"recipe": recipe, "train_baseline": train_baseline,
-            "data": {"name": data_name, "train": n_train, "test": n_test, "sha256": _sha256(samples)},
+            "data": {"train": n_train, "test": n_test, "sha256": _sha256(samples)},
             "model": {"class": type(model).__name__, "sha256": _sha256(model.state_dict())}}
 
 
