@@ -19,6 +19,12 @@ Resuming restores the model and random states and continues at the next epoch, s
 any point and resumed writes the same .dcz, byte for byte, as an uninterrupted one (on the CPU; CUDA
 kernels are not bit-reproducible in general).
 
+Adding a stage: run it through ``Pipeline._stage(name, model, fn)`` and it is checkpointed under its
+name and skipped by a resumed run once done; its training runs go through ``Pipeline._fit`` with a
+key of their own. A stage that changes the model's modules (not only their values, as pruning masks
+and weight sharing do, which :meth:`RunState.save` records and :meth:`RunState.restore` rebuilds) must
+be rebuilt in :meth:`RunState.restore` too before the saved state_dict can be loaded.
+
 Test hook: when the environment variable ``DEEPCOMPRESS_TEST_KILL_AT`` names a checkpoint (``baseline@2``
 = after epoch 2 of baseline training, ``prune.1`` = after prune round 1, ``quantize.finetune@1``,
 ``prune``, ``quantize``, …) or ``encode`` (the .dcz written, before it is reloaded), the process kills
@@ -264,6 +270,8 @@ class RunState:
         self.folder.mkdir(exist_ok=True)
         with atomic_path(self.path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
+            with open(tmp, "rb") as f:  # on disk before it replaces the previous checkpoint
+                os.fsync(f.fileno())
         self._saved = None  # a resumed run has moved past what it loaded
         kill_point(point)
 
