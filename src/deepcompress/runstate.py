@@ -174,7 +174,8 @@ class RunState:
 
     @property
     def resumed(self) -> bool:
-        return self._saved is not None
+        """Whether this run continues a saved one."""
+        return self.last is not None
 
     def _load(self) -> None:
         where = self.path
