@@ -32,6 +32,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 RECIPE = """\
 model: lenet-300-100
 seed: 3
+model_kwargs: {dropout: 0.2}  # dropout draws from the global RNG, which must be restored too
 train: {epochs: 2, lr: 0.002, batch_size: 64}
 prune:
   sparsity: {fc1: 0.9, fc2: 0.8, fc3: 0.5}
