@@ -150,13 +150,14 @@ def test_cli_empty_or_missing_data_folder(files, tmp_path, capsys):
 
 
 def test_cli_empty_image_folder_for_evaluate(files, capsys):
-    pytest.importorskip("deepcompress.data.images", reason="image-folder support (deepcompress.data.images) "
-                        "is not on this branch; with it, an empty folder must be a one-line error")
-    _cli(capsys, "evaluate", str(files["good"]), "--data", str(files["empty_dir"]))
+    err = _cli(capsys, "evaluate", str(files["good"]), "--data", str(files["empty_dir"]))
+    assert "is neither an MNIST IDX folder nor an image folder" in err
 
 
 @pytest.mark.parametrize("recipe,match", [
     ("prune: {sparsity: {fc9: 0.5}}\n", "no layer named 'fc9'"),
+    ("quantize: {bits: {fc9: 4}}\n", "quantize.bits: no layer named 'fc9'"),
+    ("encode: {index_bits: {fc9: 4}}\n", "encode.index_bits: no layer named 'fc9'"),
     ("prune: {sparsity: 1.0}\n", "prune.sparsity must be in [0, 1)"),
     ("prune: {sparsity: -0.1}\n", "prune.sparsity must be in [0, 1)"),
     ("quantize: {bits: 17}\n", "quantize.bits must be integers in 1..16"),
@@ -174,9 +175,58 @@ def test_cli_bad_recipes(files, tmp_path, capsys, recipe, match):
     assert not (tmp_path / "x.dcz").exists()
 
 
-def test_cli_unwritable_output(files, capsys):
+def test_cli_recipe_layer_names_are_checked_before_training(tmp_path, capsys):
+    """A long baseline training run is not started with a recipe that would fail after it."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train: {epochs: 1000}\nprune: {sparsity: {fc9: 0.5}}\n")
+    err = _cli(capsys, "reproduce", "lenet-300-100", "--recipe", str(recipe), "--data", "digits", "--quiet",
+               "--out", str(tmp_path / "run"))
+    assert "prune.sparsity: no layer named 'fc9'" in err
+
+
+def test_cli_recipe_for_another_model(files, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: lenet-5\ntrain: {epochs: 0}\nprune: {sparsity: 0.5}\n")
+    for argv in (["compress", str(files["ckpt"]), "--out", str(tmp_path / "x.dcz")],
+                 ["reproduce", "lenet-300-100", "--out", str(tmp_path / "run")]):
+        err = _cli(capsys, *argv, "--recipe", str(recipe), "--data", "digits", "--quiet")
+        assert "is a recipe for model 'lenet-5', but the model is 'lenet-300-100'" in err
+
+
+def test_cli_checkpoint_for_other_classes(tmp_path, capsys):
+    """A 3-class checkpoint on the 10 digit classes: refused before cross-entropy fails on label 9."""
+    ckpt = tmp_path / "three.safetensors"
+    save_checkpoint(ckpt, create_model("lenet-300-100", num_classes=3))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train: {epochs: 0}\nprune: {sparsity: 0.5}\n")
+    for argv in (["evaluate", str(ckpt), "--data", "digits", "--json"],
+                 ["compress", str(ckpt), "--recipe", str(recipe), "--data", "digits", "--quiet",
+                  "--out", str(tmp_path / "x.dcz")]):
+        assert "the data has class label 9, but the model has only 3 outputs" in _cli(capsys, *argv)
+
+
+def test_cli_class_folder_without_images(files, tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "photos" / "0").mkdir(parents=True)
+    (tmp_path / "photos" / "1").mkdir()
+    Image.new("RGB", (28, 28)).save(tmp_path / "photos" / "1" / "a.png")
+    err = _cli(capsys, "evaluate", str(files["good"]), "--data", str(tmp_path / "photos"))
+    assert "class folder(s) ['0'] hold no readable images" in err
+
+
+def test_cli_unwritable_output(files, tmp_path, capsys):
     assert "not a folder" in _cli(capsys, "compress", str(files["ckpt"]), "--data", "digits",
                                   "--out", str(files["text"] / "x.dcz"))
+    assert "not a folder" in _cli(capsys, "demo", "--out", str(files["text"] / "run"))
+    if Path("/proc/self").is_dir():  # not writable even for root
+        assert "output folder /proc is not writable" in _cli(capsys, "compress", str(files["ckpt"]), "--data",
+                                                              "digits", "--out", "/proc/x.dcz")
+    if os.geteuid() != 0:  # root writes into read-only folders
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        assert f"output folder {ro} is not writable" in _cli(capsys, "compress", str(files["ckpt"]), "--data",
+                                                              "digits", "--out", str(ro / "x.dcz"))
 
 
 def test_cli_entry_point_exit_status(files):

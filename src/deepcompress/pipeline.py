@@ -2,6 +2,9 @@
 
     train (or load) baseline → [prune → retrain] × rounds → k-means weight sharing → centroid
     fine-tuning → encode .dcz → reload the model from the file → evaluate it.
+
+With a state folder, :meth:`Pipeline.run` checkpoints after every stage, prune round and training
+epoch, and ``resume`` continues a killed run from there (see :mod:`deepcompress.runstate`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +51,7 @@ from .quantize.mixed import choose_bits
 from .quantize.sharing import shared_state
 from .recipe import PruneStage, QuantizeStage, Recipe
 from .report import dense_bytes, layer_rows, markdown_table, totals
+from .runstate import STATE_FILE, RunState, fingerprint, kill_point
 from .training import TrainConfig, evaluate, fit, resolve_device, set_seed
 
 
@@ -96,6 +101,7 @@ class Pipeline:
         self.results: dict[str, Any] = {"model": recipe.model, "data": data.name, "recipe": recipe.to_dict(),
                                         "device": str(self.device), "seconds": {}}
         self._test = _loader(data.test, data.eval_batch_size, False, 0)
+        self.state: RunState | None = None
 
     def build_model(self) -> nn.Module:
         """The recipe's model, freshly initialised from the recipe's seed."""
@@ -105,10 +111,33 @@ class Pipeline:
     def _eval(self, model: nn.Module) -> dict[str, float]:
         return evaluate(model, self._test, self.device)
 
-    def _fit(self, model: nn.Module, cfg: TrainConfig, desc: str) -> None:
-        if cfg.epochs:
-            fit(model, _loader(self.data.train, cfg.batch_size, True, cfg.seed), cfg, device=self.device,
-                desc=desc, progress=self.progress)
+    def _fit(self, model: nn.Module, cfg: TrainConfig, desc: str, key: str,
+             extra: Callable[[], dict[str, Any]] | None = None, loader: DataLoader | None = None,
+             after_step: Callable[[], None] | None = None) -> None:
+        """Train, checkpointing every epoch as ``key`` (with ``extra()``, what the stage computed before
+        training) and continuing from the saved epoch when the run resumes inside ``key``."""
+        if not cfg.epochs:
+            return
+        loader = loader or _loader(self.data.train, cfg.batch_size, True, cfg.seed)
+        state = self.state
+        resume = state.fit_resume(key) if state is not None else None
+        checkpoint = None if state is None else (
+            lambda fs: state.save(key, model, self.results, fs, extra() if extra is not None else None))
+        fit(model, loader, cfg, device=self.device, after_step=after_step, desc=desc, progress=self.progress,
+            on_checkpoint=checkpoint, resume=resume[0] if resume is not None else None)
+
+    def _resumed(self, key: str) -> dict[str, Any] | None:
+        """What the stage computed before training run ``key``, when resuming inside it; else None."""
+        resume = self.state.fit_resume(key) if self.state is not None else None
+        return resume[1] if resume is not None else None
+
+    def _stage(self, name: str, model: nn.Module, run: Callable[[], object]) -> None:
+        """Run a stage, unless a resumed run has finished it; then checkpoint the model and results."""
+        if self.state is not None and self.state.done(name):
+            return
+        run()
+        if self.state is not None:
+            self.state.save(name, model, self.results)
 
     def _log(self, msg: str) -> None:
         if self.progress:
@@ -117,7 +146,7 @@ class Pipeline:
     # ------------------------------------------------------------------ stages
     def train_baseline(self, model: nn.Module) -> None:
         t = time.perf_counter()
-        self._fit(model, self.recipe.train, "baseline")
+        self._fit(model, self.recipe.train, "baseline", "baseline")
         m = self._eval(model)
         self.results["baseline"] = {**m, "seconds": time.perf_counter() - t}
         self._log(f"baseline: accuracy {m['accuracy']:.4f} (error {100 * m['error']:.2f}%)")
@@ -129,6 +158,8 @@ class Pipeline:
         setting = stage.sparsity if stage.sparsity is not None else stage.quality
         check_layer_names(setting, layers, "prune.sparsity" if stage.sparsity is not None else "prune.quality")
         method = make_method(stage.method, self.recipe.seed)
+        if self.state is not None and isinstance(getattr(method, "generator", None), torch.Generator):
+            self.state.track("prune.method", method.generator)
         importance = self._importance_fn(model, stage) if method.needs_importance else None
         if stage.quality is not None:
             targets = None
@@ -140,9 +171,16 @@ class Pipeline:
         if stage.schedule == "agp":
             rounds = [self._prune_agp(model, stage, method, targets, importance)]
         else:
-            rounds = []
+            progress = self.state.progress if self.state is not None else {}
+            rounds = progress.setdefault("prune_rounds", [])
             for r in range(1, stage.rounds + 1):
-                if targets is None:
+                key = f"prune.{r}"
+                if self.state is not None and self.state.done(key):
+                    continue
+                resumed = self._resumed(key)
+                if resumed is not None:
+                    before = resumed["before"]
+                elif targets is None:
                     for name, module in layers.items():
                         value = resolve_layer_setting(stage.quality, name, module)
                         if value is not None:  # recipe checks: quality comes with method magnitude
@@ -152,11 +190,15 @@ class Pipeline:
                     prune_model(model, method,
                                 scale_targets(targets, lambda s, r=r: iterative_sparsity(s, r, stage.rounds)),
                                 importance() if importance is not None else None)
-                before = self._eval(model)
+                if resumed is None:
+                    before = self._eval(model)
                 cfg = TrainConfig.from_dict({**stage.retrain.to_dict(), "seed": stage.retrain.seed + r})
-                self._fit(model, cfg, f"retrain {r}/{stage.rounds}")
+                self._fit(model, cfg, f"retrain {r}/{stage.rounds}", key, lambda before=before: {"before": before})
                 rounds.append(self._prune_record(model, r, before))
                 self._log_round(rounds[-1], f"prune round {r}/{stage.rounds}")
+                if self.state is not None:
+                    self.state.save(key, model, self.results)
+            progress.pop("prune_rounds")
         remove_masks(model)
         self.results["prune"] = {"rounds": rounds, "seconds": time.perf_counter() - t, **rounds[-1]}
 
@@ -164,6 +206,8 @@ class Pipeline:
         """OBD saliencies of the model's current weights, from a few training batches."""
         obd = stage.obd
         loader = _loader(self.data.train, obd.batch_size, True, self.recipe.seed)
+        if self.state is not None:
+            self.state.track("prune.obd", loader.generator)
         return lambda: obd_saliency(model, loader, obd.estimator, obd.batches, probes=obd.probes,
                                     seed=self.recipe.seed)
 
@@ -178,9 +222,14 @@ class Pipeline:
             raise ValueError(f"prune.agp: {end - begin} optimiser steps between begin and end is fewer than "
                              f"frequency = {a.frequency}; lower the frequency or retrain longer")
         agp = AGP(model, method, targets, a.initial_sparsity, begin, end, a.frequency, importance)
-        agp.start()
-        before = self._eval(model)
-        fit(model, loader, cfg, device=self.device, after_step=agp.step, desc="AGP retrain", progress=self.progress)
+        resumed = self._resumed("prune.agp")
+        if resumed is None:
+            agp.start()
+            before = self._eval(model)
+        else:
+            before, agp.t, agp.history = resumed["before"], resumed["agp_t"], resumed["agp_history"]
+        self._fit(model, cfg, "AGP retrain", "prune.agp",
+                  lambda: {"before": before, "agp_t": agp.t, "agp_history": agp.history}, loader, agp.step)
         record = {**self._prune_record(model, 1, before), "agp_updates": agp.history}
         self._log_round(record, f"AGP ({len(agp.history)} mask updates over {total} steps)")
         return record
@@ -208,23 +257,28 @@ class Pipeline:
     def quantize(self, model: nn.Module, stage: QuantizeStage) -> None:
         t = time.perf_counter()
         remove_masks(model)
-        if stage.fold_bn:
-            self.fold_batchnorm(model)
-        layers = prunable_layers(model)
-        check_layer_names(stage.bits, layers, "quantize.bits")
-        setting, mixed = stage.bits, None
-        if stage.mixed is not None:
-            mixed = self._mixed_bits(model, stage)
-            setting = mixed["bits"]
-        per_layer = {}
-        for name, module in layers.items():
-            bits = resolve_layer_setting(setting, name, module)
-            if bits is None:
-                continue
-            per_layer[name] = {"bits": bits, **share_layer(module, bits, stage.init, self.recipe.seed,
-                                                           stage.max_iter, stage.relocate_empty)}
-        before = self._eval(model)
-        self._fit(model, stage.finetune, "centroid fine-tuning")
+        resumed = self._resumed("quantize.finetune")
+        if resumed is not None:
+            per_layer, before, mixed = resumed["per_layer"], resumed["before"], resumed["mixed"]
+        else:
+            if stage.fold_bn:
+                self.fold_batchnorm(model)
+            layers = prunable_layers(model)
+            check_layer_names(stage.bits, layers, "quantize.bits")
+            setting, mixed = stage.bits, None
+            if stage.mixed is not None:
+                mixed = self._mixed_bits(model, stage)
+                setting = mixed["bits"]
+            per_layer = {}
+            for name, module in layers.items():
+                bits = resolve_layer_setting(setting, name, module)
+                if bits is None:
+                    continue
+                per_layer[name] = {"bits": bits, **share_layer(module, bits, stage.init, self.recipe.seed,
+                                                               stage.max_iter, stage.relocate_empty)}
+            before = self._eval(model)
+        self._fit(model, stage.finetune, "centroid fine-tuning", "quantize.finetune",
+                  lambda: {"per_layer": per_layer, "before": before, "mixed": mixed})
         after = self._eval(model)
         self.results["quantize"] = {"layers": per_layer, **({"mixed": mixed} if mixed else {}),
                                     "accuracy_kmeans": before["accuracy"],
@@ -251,10 +305,12 @@ class Pipeline:
         """Write the .dcz, reload the model from it, check it is bit-exact and evaluate it."""
         t = time.perf_counter()
         enc = self.recipe.encode
+        check_layer_names(enc.index_bits, prunable_layers(model), "encode.index_bits")
         round_for_storage(model, enc.raw_dtype, enc.codebook_dtype)
         in_memory = self._eval(model)
         records = save_model(model, path, enc.index_bits, enc.raw_dtype, enc.codebook_dtype,
                              meta={"recipe": self.recipe.model, "seed": self.recipe.seed})
+        kill_point("encode")
         dcz = read_dcz(path)
         decoded = model_from_dcz(dcz, self.device)
         ref, _ = shared_state(model)
@@ -274,32 +330,71 @@ class Pipeline:
         return decoded
 
     def run(self, model: nn.Module, out_path: str | os.PathLike, train_baseline: bool = True,
-            baseline_path: str | os.PathLike | None = None) -> nn.Module:
+            baseline_path: str | os.PathLike | None = None, state_dir: str | os.PathLike | None = None,
+            resume: bool = False) -> nn.Module:
         """All stages; returns the model decoded from the written .dcz.
 
         With ``train_baseline`` the model is first trained with the recipe's ``train`` settings (and saved
-        to ``baseline_path`` when given); otherwise it is taken as already trained.
+        to ``baseline_path`` when given); otherwise it is taken as already trained. With ``state_dir`` the
+        run checkpoints into that folder, and ``resume`` continues the run saved there (``model`` must be
+        the same starting model); :meth:`clear_state` deletes the folder once the results are safe.
         """
         set_seed(self.recipe.seed)
         start = time.perf_counter()
         self.results["input_dense_bytes"] = dense_bytes(model)
         model.to(self.device)
+        self.check_layer_settings(model)
+        if state_dir is not None:
+            self._open_state(state_dir, model, train_baseline, resume)
         if train_baseline:
-            self.train_baseline(model)
-            if baseline_path is not None:
-                save_checkpoint(baseline_path, model, {"baseline": self.results["baseline"]})
+            self._stage("baseline", model, lambda: self._baseline(model, baseline_path))
         else:
-            self.results["baseline"] = {**self._eval(model), "seconds": 0.0, "given": True}
+            self._stage("baseline", model, lambda: self.results.update(
+                baseline={**self._eval(model), "seconds": 0.0, "given": True}))
         if self.recipe.prune is not None:
-            self.prune(model, self.recipe.prune)
+            self._stage("prune", model, lambda: self.prune(model, self.recipe.prune))
         if self.recipe.quantize is not None:
-            self.quantize(model, self.recipe.quantize)
+            self._stage("quantize", model, lambda: self.quantize(model, self.recipe.quantize))
         decoded = self.encode(model, out_path)
         for stage in ("baseline", "prune", "quantize"):
             if stage in self.results:
                 self.results["seconds"][stage] = self.results[stage]["seconds"]
         self.results["seconds"]["total"] = time.perf_counter() - start
         return decoded
+
+    def check_layer_settings(self, model: nn.Module) -> None:
+        """Refuse per-layer recipe settings naming layers ``model`` lacks, before hours of training."""
+        layers = prunable_layers(model)
+        p, q = self.recipe.prune, self.recipe.quantize
+        if p is not None:
+            check_layer_names(p.sparsity if p.sparsity is not None else p.quality, layers,
+                              "prune.sparsity" if p.sparsity is not None else "prune.quality")
+        if q is not None:
+            check_layer_names(q.bits, layers, "quantize.bits")
+        check_layer_names(self.recipe.encode.index_bits, layers, "encode.index_bits")
+
+    def _baseline(self, model: nn.Module, baseline_path: str | os.PathLike | None) -> None:
+        self.train_baseline(model)
+        if baseline_path is not None:
+            save_checkpoint(baseline_path, model, {"baseline": self.results["baseline"]})
+
+    def _open_state(self, folder: str | os.PathLike, model: nn.Module, train_baseline: bool, resume: bool) -> None:
+        """Open the run state in ``folder``; when resuming, rebuild the model and results from it."""
+        fp = fingerprint(self.recipe.to_dict(), self.data.train, self.data.test, model, train_baseline)
+        if not resume and (Path(folder) / STATE_FILE).exists():
+            self._log(f"discarding the saved run state in {folder} (pass --resume to continue it)")
+        self.state = RunState.open(folder, fp, resume)
+        if self.state.resumed:
+            self.state.restore(model)
+            self.results = {**self.state.results, "device": str(self.device)}
+            self._log(f"resuming from {folder}: continuing after {self.state.last}")
+        elif resume:
+            self._log(f"no saved run state in {folder}; starting from the beginning")
+
+    def clear_state(self) -> None:
+        """Delete the run's state folder (once the .dcz and reports are written)."""
+        if self.state is not None:
+            self.state.clear()
 
     def write_reports(self, json_path: str | os.PathLike, markdown_path: str | os.PathLike) -> None:
         """The results as JSON and the report as Markdown."""

@@ -231,8 +231,12 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
     return r
 
 
-def load_recipe(path: str | os.PathLike) -> Recipe:
-    """Read a recipe from a ``.yaml``/``.yml`` or ``.toml`` file."""
+def load_recipe(path: str | os.PathLike, model: str | None = None) -> Recipe:
+    """Read a recipe from a ``.yaml``/``.yml`` or ``.toml`` file.
+
+    With ``model``, the recipe is for that model: one naming another model is refused (its layer names
+    and settings belong to that model), one naming none gets ``model``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recipe not found: {path}")
@@ -245,8 +249,13 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ValueError(f"{path}: cannot parse recipe: {getattr(e, 'problem', None) or e}{where}") from e
+    d = d or {}
+    if model is not None and isinstance(d, dict):
+        if d.setdefault("model", model) != model:
+            raise ValueError(f"{path} is a recipe for model {d['model']!r}, but the model is {model!r}; "
+                             "use a recipe for this model (or one that names no model)")
     try:
-        return recipe_from_dict(d or {})
+        return recipe_from_dict(d)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: {e}") from e
 

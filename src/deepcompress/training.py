@@ -102,6 +102,24 @@ class History:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "stopped": self.stopped}
 
 
+@dataclass
+class FitState:
+    """Where :func:`fit` stands after a completed epoch: enough to continue it exactly (same batches,
+    same optimiser moments, same learning rate, same dropout draws) after the process died."""
+
+    epoch: int  # epochs completed
+    phase: str  # head | full: which optimiser ``optimizer`` belongs to
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any]
+    history: History
+    best: dict[str, float] | None
+    bad_epochs: int
+    seconds: float  # training time so far (for max_minutes)
+    rng: dict[str, Any]  # rng_state() at the end of the epoch
+    loader_rng: torch.Tensor | None  # the training DataLoader's shuffle generator state
+    best_state: dict[str, torch.Tensor] | None = None  # restore_best's weights
+
+
 # ----------------------------------------------------------------------------------------- distributed
 
 def world_size() -> int:
@@ -183,6 +201,26 @@ def _agree(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def rng_state() -> dict[str, Any]:
+    """The global random states (torch CPU and CUDA, numpy, Python), for :func:`set_rng_state`."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [kind, keys.tolist(), pos, has_gauss, gauss], "python": [version, list(internal), gauss_next]}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned (CUDA states only when this machine has as many GPUs)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and CUDA) for repeatable runs."""
     random.seed(seed)
@@ -249,6 +287,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
         if x.dim() == 4 and _is_channels_last(model):
             x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x).float()
+        check_labels(logits, y)
         nll += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         n += y.numel()
@@ -256,6 +295,14 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
     if n == 0:
         raise ValueError("evaluation data is empty")
     return {"accuracy": correct / n, "error": 1 - correct / n, "log_loss": nll / n, "n": n}
+
+
+def check_labels(logits: torch.Tensor, y: torch.Tensor) -> None:
+    """Refuse class labels the model has no output for (a checkpoint for other classes than the data's),
+    before cross-entropy fails on them (with an IndexError on the CPU, a device assert on CUDA)."""
+    if y.numel() and int(y.max()) >= logits.shape[-1]:
+        raise ValueError(f"the data has class label {int(y.max())}, but the model has only {logits.shape[-1]} "
+                         "outputs: the model was made for other classes than this data's")
 
 
 def _is_channels_last(model: nn.Module) -> bool:
@@ -337,13 +384,17 @@ def fit(
     desc: str = "train",
     progress: bool = True,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    on_checkpoint: Callable[[FitState], None] | None = None,
+    resume: FitState | None = None,
 ) -> History:
     """Train ``model`` in place for ``cfg.epochs`` epochs.
 
     ``params`` restricts what is optimised (default: all parameters; the head-only warm-up only applies
     when ``params`` is None); ``after_step`` runs after every optimiser step (e.g. to re-apply pruning
-    masks); ``on_epoch_end`` gets each epoch's record. Under an initialised process group the model is
-    wrapped in DistributedDataParallel; ``model`` itself holds the trained weights afterwards.
+    masks); ``on_epoch_end`` gets each epoch's record; ``on_checkpoint`` gets a :class:`FitState` after
+    every epoch, and ``resume`` (one of those) continues from there as if never interrupted (the model
+    must already hold that epoch's weights). Under an initialised process group the model is wrapped in
+    DistributedDataParallel; ``model`` itself holds the trained weights afterwards.
     """
     device = resolve_device(device)
     model.to(device)
@@ -361,6 +412,10 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs = 0
     start = time.monotonic()
+    first = 0
+    if resume is not None:
+        first, history, best, bad_epochs = resume.epoch, resume.history, resume.best, resume.bad_epochs
+        best_state, start = resume.best_state, start - resume.seconds
     freeze = cfg.freeze_epochs if params is None else 0
     head = head_module(model) if freeze else None
     all_params = [p for p in (model.parameters() if params is None else params)]
@@ -390,97 +445,114 @@ def fit(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         return net, opt
 
-    phase = "head" if freeze else "full"
-    net, opt = setup(phase)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    full_cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": cfg.epochs - freeze,
-                                      "freeze_epochs": 0})
-    for epoch in range(cfg.epochs):
-        if phase == "head" and epoch >= freeze:
-            phase = "full"
-            net, opt = setup(phase)
-            base_lrs = [g["lr"] for g in opt.param_groups]
-        sampler = getattr(train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        model.train()
-        if phase == "head":  # frozen backbone: keep its BatchNorm statistics, train only the head
-            model.eval()
-            head.train()
-        total, correct, count = 0.0, 0, 0
-        t0 = time.monotonic()
-        label = f"{desc} {epoch + 1}/{cfg.epochs}" + (" (head)" if phase == "head" else "")
-        bar = tqdm(train_loader, desc=label, leave=False, disable=not (progress and main))
-        for i, (x, y) in enumerate(bar):
-            if phase == "full":
-                factor = lr_factor(full_cfg, epoch - freeze + i / steps_per_epoch)
-                for g, base in zip(opt.param_groups, base_lrs, strict=True):
-                    g["lr"] = base * factor
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if cfg.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = net(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            if after_step is not None:
-                after_step()
-            total += loss.item() * y.numel()
-            correct += (logits.detach().argmax(1) == y).sum().item()
-            count += y.numel()
-            if i % 5 == 0:
-                bar.set_postfix(loss=f"{total / max(count, 1):.4f}", acc=f"{correct / max(count, 1):.3f}")
-        if distributed:
-            sync_buffers(model)
-            t = torch.tensor([total, correct, count], dtype=torch.float64, device=device)
-            dist.all_reduce(t)
-            total, correct, count = t[0].item(), int(t[1].item()), int(t[2].item())
-        record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase, "lr": opt.param_groups[0]["lr"],
-                                  "train_loss": total / max(count, 1),
-                                  "train_accuracy": correct / max(count, 1)}
-        improved = False
-        if val_loader is not None:
-            m = evaluate(model, val_loader, device)
-            record.update(val_accuracy=m["accuracy"], val_log_loss=m["log_loss"])
-            if _better(m, best, cfg.monitor):
-                best, improved, bad_epochs = m, True, 0
-                history.best_epoch = epoch + 1
-                if cfg.restore_best:
-                    state = model.state_dict()
-                    best_state = type(state)((k, v.detach().clone()) for k, v in state.items())
-                    best_state._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
-            else:
-                bad_epochs += 1
-        record["seconds"] = time.monotonic() - t0
-        history.epochs.append(record)
-        if progress and main:
-            tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs} [{phase}]: " + ", ".join(
-                f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "phase"))
-                + (" *" if improved else ""))
-        if on_epoch_end is not None:
-            on_epoch_end(record)
-        # the warm-up epochs do not count towards early stopping
-        if cfg.patience is not None and phase == "full" and bad_epochs >= cfg.patience \
-                and epoch + 1 < cfg.epochs:
-            history.stopped = "early_stopping"
-            break
-        over = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
-        if _agree(over, device) and epoch + 1 < cfg.epochs:
-            history.stopped = "time_budget"
+    try:  # a failure (or an interruption) leaves no layer frozen and no BatchNorm momentum changed
+        phase = "head" if first < freeze else "full"
+        net, opt = setup(phase)
+        base_lrs = [g["lr"] for g in opt.param_groups]
+        full_cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": cfg.epochs - freeze,
+                                          "freeze_epochs": 0})
+        loader_rng = getattr(train_loader, "generator", None)
+        if resume is not None:
+            if resume.phase == phase:
+                opt.load_state_dict(resume.optimizer)
+            if resume.scaler:
+                scaler.load_state_dict(resume.scaler)
+            if loader_rng is not None and resume.loader_rng is not None:
+                loader_rng.set_state(resume.loader_rng)
+            set_rng_state(resume.rng)
+        for epoch in range(first, cfg.epochs if history.stopped == "completed" else first):
+            if phase == "head" and epoch >= freeze:
+                phase = "full"
+                net, opt = setup(phase)
+                base_lrs = [g["lr"] for g in opt.param_groups]
+            sampler = getattr(train_loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            model.train()
+            if phase == "head":  # frozen backbone: keep its BatchNorm statistics, train only the head
+                model.eval()
+                head.train()
+            total, correct, count = 0.0, 0, 0
+            t0 = time.monotonic()
+            label = f"{desc} {epoch + 1}/{cfg.epochs}" + (" (head)" if phase == "head" else "")
+            bar = tqdm(train_loader, desc=label, leave=False, disable=not (progress and main))
+            for i, (x, y) in enumerate(bar):
+                if phase == "full":
+                    factor = lr_factor(full_cfg, epoch - freeze + i / steps_per_epoch)
+                    for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                        g["lr"] = base * factor
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if cfg.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                    logits = net(x)
+                    check_labels(logits, y)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                if after_step is not None:
+                    after_step()
+                total += loss.item() * y.numel()
+                correct += (logits.detach().argmax(1) == y).sum().item()
+                count += y.numel()
+                if i % 5 == 0:
+                    bar.set_postfix(loss=f"{total / max(count, 1):.4f}", acc=f"{correct / max(count, 1):.3f}")
+            if distributed:
+                sync_buffers(model)
+                t = torch.tensor([total, correct, count], dtype=torch.float64, device=device)
+                dist.all_reduce(t)
+                total, correct, count = t[0].item(), int(t[1].item()), int(t[2].item())
+            record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase, "lr": opt.param_groups[0]["lr"],
+                                      "train_loss": total / max(count, 1),
+                                      "train_accuracy": correct / max(count, 1)}
+            improved = False
+            if val_loader is not None:
+                m = evaluate(model, val_loader, device)
+                record.update(val_accuracy=m["accuracy"], val_log_loss=m["log_loss"])
+                if _better(m, best, cfg.monitor):
+                    best, improved, bad_epochs = m, True, 0
+                    history.best_epoch = epoch + 1
+                    if cfg.restore_best:
+                        state = model.state_dict()
+                        best_state = type(state)((k, v.detach().clone()) for k, v in state.items())
+                        best_state._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
+                else:
+                    bad_epochs += 1
+            record["seconds"] = time.monotonic() - t0
+            history.epochs.append(record)
             if progress and main:
-                tqdm.write(f"{desc}: stopping after epoch {epoch + 1}, "
-                           f"time budget of {cfg.max_minutes:g} min used")
-            break
-    for p in model.parameters():
-        p.requires_grad_(saved_flags[id(p)])
-    for m, mom in zip(bns, saved_momentum, strict=True):
-        m.momentum = mom
+                tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs} [{phase}]: " + ", ".join(
+                    f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "phase"))
+                    + (" *" if improved else ""))
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+            # the warm-up epochs do not count towards early stopping
+            if cfg.patience is not None and phase == "full" and bad_epochs >= cfg.patience \
+                    and epoch + 1 < cfg.epochs:
+                history.stopped = "early_stopping"
+            else:
+                over = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
+                if _agree(over, device) and epoch + 1 < cfg.epochs:
+                    history.stopped = "time_budget"
+                    if progress and main:
+                        tqdm.write(f"{desc}: stopping after epoch {epoch + 1}, "
+                                   f"time budget of {cfg.max_minutes:g} min used")
+            if on_checkpoint is not None:
+                on_checkpoint(FitState(epoch + 1, phase, opt.state_dict(), scaler.state_dict(), history, best,
+                                       bad_epochs, time.monotonic() - start, rng_state(),
+                                       loader_rng.get_state() if loader_rng is not None else None, best_state))
+            if history.stopped != "completed":
+                break
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(saved_flags[id(p)])
+        for m, mom in zip(bns, saved_momentum, strict=True):
+            m.momentum = mom
     if cfg.restore_best and best_state is not None:
         model.load_state_dict(best_state)
     return history

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,15 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage logs")
 
 
+def add_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last checkpoint (an epoch, prune round or stage), "
+                        "kept in OUT.dcz.state/ beside the output until the run finishes")
+
+
 def resolve_recipe(path: str | None, arch: str) -> Recipe:
-    """The recipe at ``path``, else the built-in recipe for ``arch``."""
-    recipe = load_recipe(path) if path else builtin_recipe(arch)
-    if recipe.model != arch:
-        recipe.model = arch
-    return recipe
+    """The recipe at ``path`` (refused when it names another model), else the built-in recipe for ``arch``."""
+    return load_recipe(path, arch) if path else builtin_recipe(arch)
 
 
 def output_dir(path: str | Path) -> Path:
@@ -36,6 +40,11 @@ def output_dir(path: str | Path) -> Path:
         raise NotADirectoryError(f"output path {path} exists and is not a folder") from e
     except PermissionError as e:
         raise PermissionError(f"cannot create output folder {path}: permission denied") from e
+    try:  # fail now, not when the first file is written after hours of training
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise PermissionError(f"output folder {path} is not writable ({e.strerror or e})") from e
     return path
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..checkpoint import load_checkpoint
 from ..models import model_info
 from ..pipeline import Pipeline, load_data
-from ._common import add_device, add_quiet, output_dir, resolve_recipe
+from ..runstate import state_dir_for
+from ._common import add_device, add_quiet, add_resume, output_dir, resolve_recipe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output .dcz file; FILE.json (results) and FILE.md (report) are written beside it")
     add_device(p)
     add_quiet(p)
+    add_resume(p)
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = resolve_recipe(args.recipe, model_info(model).arch)
     data = load_data(args.data, model, recipe.seed)
     pipe = Pipeline(recipe, data, args.device, progress=not args.quiet)
-    pipe.run(model, out, train_baseline=False)
+    pipe.run(model, out, train_baseline=False, state_dir=state_dir_for(out), resume=args.resume)
     pipe.write_reports(out.with_suffix(".json"), out.with_suffix(".md"))
+    pipe.clear_state()
     print(pipe.markdown())
     return 0

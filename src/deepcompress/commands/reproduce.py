@@ -9,7 +9,8 @@ from ..checkpoint import load_checkpoint
 from ..data import open_train_test
 from ..models import model_info
 from ..pipeline import Data, Pipeline
-from ._common import add_device, add_quiet, output_dir, resolve_recipe
+from ..runstate import state_dir_for
+from ._common import add_device, add_quiet, add_resume, output_dir, resolve_recipe
 
 PAPER = {"lenet-300-100": {"error": 0.0158, "ratio": 40}, "lenet-5": {"error": 0.0074, "ratio": 39}}
 
@@ -28,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="override the recipe's seed")
     add_device(p)
     add_quiet(p)
+    add_resume(p)
     p.set_defaults(func=run)
 
 
@@ -45,14 +47,16 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--baseline holds a {model_info(model).arch!r} model, not {args.model!r}")
     else:
         model = pipe.build_model()
-    pipe.run(model, out / f"{args.model}.dcz", train_baseline=not args.baseline,
-             baseline_path=out / "baseline.safetensors")
+    dcz = out / f"{args.model}.dcz"
+    pipe.run(model, dcz, train_baseline=not args.baseline, baseline_path=out / "baseline.safetensors",
+             state_dir=state_dir_for(dcz), resume=args.resume)
     r = pipe.results
     r["paper"] = PAPER[args.model]
     r["meets_paper"] = {"error": r["final"]["error"] <= PAPER[args.model]["error"],
                         "ratio": r["compression_ratio"] >= PAPER[args.model]["ratio"]}
     r["seconds"]["wall"] = time.perf_counter() - start
     pipe.write_reports(out / "results.json", out / "report.md")
+    pipe.clear_state()
     print()
     print(pipe.markdown())
     print(f"\npaper: error {100 * PAPER[args.model]['error']:.2f}%, {PAPER[args.model]['ratio']}×; here: error "

@@ -127,6 +127,10 @@ def scan_image_folder(root: str | os.PathLike, strict: bool = False,
     good = _filter_readable(candidates, strict, check)
     if not good:
         raise DataError(f"{root}: no readable images in its class folders")
+    empty = sorted(set(classes) - {c for _, c in good})
+    if empty:
+        raise DataError(f"{root}: class folder(s) {empty} hold no readable images; add images or remove the "
+                        "folder(s)")
     return good, classes
 
 

@@ -87,10 +87,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     info.kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained", "fold_bn")}
     model.dc_info = info
     if fold:
-        from .fold_bn import model_pairs, strip_batchnorm
+        from .fold_bn import fold_structure
 
-        strip_batchnorm(model, model_pairs(model))
-        info.kwargs["fold_bn"] = True
+        fold_structure(model)
     return model
 
 

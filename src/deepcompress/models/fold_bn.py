@@ -87,6 +87,16 @@ def strip_batchnorm(model: nn.Module, pairs: list[tuple[str, str]]) -> None:
         setattr(model.get_submodule(parent) if parent else model, leaf, nn.Identity())
 
 
+def fold_structure(model: nn.Module) -> list[tuple[str, str]]:
+    """Give a freshly built zoo model the folded structure (no weights computed) and mark it folded."""
+    from ._registry import model_info
+
+    pairs = model_pairs(model)
+    strip_batchnorm(model, pairs)
+    model_info(model).kwargs["fold_bn"] = True
+    return pairs
+
+
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
     """Fold every conv → BatchNorm pair of a zoo model in place (eval-mode statistics) and mark the

@@ -78,16 +78,22 @@ def share_layer(module: nn.Module, bits: int, init: str = "linear", seed: int = 
                                    relocate_empty=relocate_empty)
     index = np.zeros(flat.size, dtype=np.int64)
     index[nz] = labels + 1
-    device = module.weight.device
-    del module._parameters["weight"]
-    module.register_parameter("weight_codebook", nn.Parameter(
-        torch.tensor(centroids, dtype=torch.float32, device=device)))
-    module.register_buffer("weight_index", torch.from_numpy(index).view(w.shape).to(device))
-    module.register_forward_pre_hook(_materialize)
-    _materialize(module)
+    install_shared(module, torch.tensor(centroids, dtype=torch.float32),
+                   torch.from_numpy(index).view(w.shape))
     err = float(((w.flatten().cpu().double().numpy() - module.weight.detach().flatten().cpu().double().numpy())
                  ** 2).sum())
     return {"clusters": int(centroids.size), "nonzero": int(nz.size), "wcss": err}
+
+
+def install_shared(module: nn.Module, codebook: torch.Tensor, index: torch.Tensor) -> None:
+    """Replace the plain ``weight`` parameter by ``codebook`` (a parameter) and ``index`` (a buffer of
+    ``weight``'s shape, 0 = zero, 1..k = centroid) materialised before every forward pass."""
+    device = module.weight.device
+    del module._parameters["weight"]
+    module.register_parameter("weight_codebook", nn.Parameter(codebook.to(device, torch.float32)))
+    module.register_buffer("weight_index", index.to(device, torch.int64))
+    module.register_forward_pre_hook(_materialize)
+    _materialize(module)
 
 
 def codebook_parameters(model: nn.Module) -> list[nn.Parameter]:
