@@ -28,6 +28,7 @@ from deepcompress.prune.magnitude import check_layer_names, conv_kind
 from deepcompress.quantize import share_layer
 from deepcompress.quantize.mixed import choose_bits, quantization_costs
 from deepcompress.recipe import recipe_from_dict
+from deepcompress.training import distillation_loss
 
 
 def _random_statistics(model: nn.Module) -> None:
@@ -211,3 +212,41 @@ def test_every_zoo_layer_type_survives_prune_fold_share_and_the_file(arch, tmp_p
             torch.testing.assert_close(decoded(x), expected, rtol=1e-4, atol=1e-5)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_distillation_loss_is_zero_for_the_teacher_itself_and_positive_otherwise():
+    logits = torch.randn(8, 3)
+    assert distillation_loss(logits, logits, 4.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(torch.zeros(8, 3), logits, 4.0).item() > 0
+
+
+DISTIL = {"model": "lenet-300-100", "seed": 5, "train": {"epochs": 1, "batch_size": 64},
+          "prune": {"sparsity": {"fc1": 0.9, "fc2": 0.8, "fc3": 0.5},
+                    "retrain": {"epochs": 1, "batch_size": 64, "distill": 0.7, "temperature": 3.0}},
+          "quantize": {"bits": 4, "finetune": {"epochs": 1, "batch_size": 64, "distill": 0.5}},
+          "encode": {"index_bits": {"fc": 5}}}
+
+
+def test_pipeline_distils_from_the_dense_model_and_resumes_with_the_same_teacher(tmp_path, monkeypatch):
+    from test_resume import Interrupted, _interrupt_at
+
+    train, test = open_train_test("digits")
+    data = Data(train, test, "digits")
+
+    def run(out, resume=False):
+        pipe = Pipeline(recipe_from_dict(DISTIL), data, "cpu", progress=False)
+        pipe.run(pipe.build_model(), out, state_dir=tmp_path / f"{out.name}.state", resume=resume)
+        return pipe
+
+    pipe = run(tmp_path / "ref.dcz")
+    assert pipe.teacher is not None and not pipe.teacher.training
+    assert all(not p.requires_grad for p in pipe.teacher.parameters())
+    assert (tmp_path / "ref.dcz.state" / "teacher.safetensors").is_file()
+    _interrupt_at(monkeypatch, "prune")
+    with pytest.raises(Interrupted):
+        run(tmp_path / "run.dcz")
+    monkeypatch.undo()
+    run(tmp_path / "run.dcz", resume=True)
+    assert (tmp_path / "run.dcz").read_bytes() == (tmp_path / "ref.dcz").read_bytes()
+    with pytest.raises(ValueError, match="distill must be in"):
+        recipe_from_dict({**DISTIL, "prune": {**DISTIL["prune"], "retrain": {"distill": 1.5}}})

@@ -9,6 +9,7 @@ epoch, and ``resume`` continues a killed run from there (see :mod:`deepcompress.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -22,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ._io import atomic_write_text
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .format.dcz import read_dcz
 from .format.model import model_from_dcz, round_for_storage, save_model
 from .models import create_model
@@ -102,6 +103,7 @@ class Pipeline:
                                         "device": str(self.device), "seconds": {}}
         self._test = _loader(data.test, data.eval_batch_size, False, 0)
         self.state: RunState | None = None
+        self.teacher: nn.Module | None = None  # the dense model, when a stage distils from it
 
     def build_model(self) -> nn.Module:
         """The recipe's model, freshly initialised from the recipe's seed."""
@@ -124,7 +126,7 @@ class Pipeline:
         checkpoint = None if state is None else (
             lambda fs: state.save(key, model, self.results, fs, extra() if extra is not None else None))
         fit(model, loader, cfg, device=self.device, after_step=after_step, desc=desc, progress=self.progress,
-            on_checkpoint=checkpoint, resume=resume[0] if resume is not None else None)
+            on_checkpoint=checkpoint, resume=resume[0] if resume is not None else None, teacher=self.teacher)
 
     def _resumed(self, key: str) -> dict[str, Any] | None:
         """What the stage computed before training run ``key``, when resuming inside it; else None."""
@@ -344,6 +346,7 @@ class Pipeline:
         self.results["input_dense_bytes"] = dense_bytes(model)
         model.to(self.device)
         self.check_layer_settings(model)
+        given = copy.deepcopy(model) if not train_baseline and self._distils() else None
         if state_dir is not None:
             self._open_state(state_dir, model, train_baseline, resume)
         if train_baseline:
@@ -351,6 +354,8 @@ class Pipeline:
         else:
             self._stage("baseline", model, lambda: self.results.update(
                 baseline={**self._eval(model), "seconds": 0.0, "given": True}))
+        if self._distils():
+            self.teacher = self._make_teacher(model, given)
         if self.recipe.prune is not None:
             self._stage("prune", model, lambda: self.prune(model, self.recipe.prune))
         if self.recipe.quantize is not None:
@@ -361,6 +366,27 @@ class Pipeline:
                 self.results["seconds"][stage] = self.results[stage]["seconds"]
         self.results["seconds"]["total"] = time.perf_counter() - start
         return decoded
+
+    def _distils(self) -> bool:
+        p, q = self.recipe.prune, self.recipe.quantize
+        return (p is not None and p.retrain.distill > 0) or (q is not None and q.finetune.distill > 0)
+
+    def _make_teacher(self, model: nn.Module, given: nn.Module | None) -> nn.Module:
+        """The dense baseline, frozen: the given model, or a copy of the trained baseline (kept in the run
+        state folder, so that a resumed run distils from the same teacher)."""
+        teacher = given
+        if teacher is None:
+            path = self.state.folder / "teacher.safetensors" if self.state is not None else None
+            if path is not None and path.is_file():
+                teacher = load_checkpoint(path)
+            else:
+                teacher = copy.deepcopy(model)
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    save_checkpoint(path, teacher)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher.to(self.device).eval()
 
     def check_layer_settings(self, model: nn.Module) -> None:
         """Refuse per-layer recipe settings naming layers ``model`` lacks, before hours of training."""

@@ -54,6 +54,8 @@ class TrainConfig:
     amp: bool = True  # mixed precision (CUDA only)
     channels_last: bool = False  # channels-last memory format for 4-D inputs
     bn_momentum: float | None = None  # BatchNorm momentum while training (None: the model's own)
+    distill: float = 0.0  # weight of the distillation loss (Hinton et al. 2015) when a teacher is given
+    temperature: float = 4.0  # softmax temperature of distillation
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -74,6 +76,10 @@ class TrainConfig:
             raise ValueError(f"monitor must be accuracy or log_loss, got {self.monitor!r}")
         if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
             raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
+        if not 0 <= self.distill <= 1:
+            raise ValueError(f"distill must be in [0, 1], got {self.distill}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
 
@@ -373,6 +379,18 @@ def _better(m: dict[str, float], best: dict[str, float] | None, monitor: str) ->
     return (m["accuracy"], -m["log_loss"]) > (best["accuracy"], -best["log_loss"])
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(softmax(teacher / T) ‖ softmax(student / T)), averaged over the batch (Hinton et al. 2015)."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean",
+                    log_target=True) * t * t
+
+
+@torch.no_grad()
+def _teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return teacher(x)
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -386,6 +404,7 @@ def fit(
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     on_checkpoint: Callable[[FitState], None] | None = None,
     resume: FitState | None = None,
+    teacher: nn.Module | None = None,
 ) -> History:
     """Train ``model`` in place for ``cfg.epochs`` epochs.
 
@@ -393,8 +412,11 @@ def fit(
     when ``params`` is None); ``after_step`` runs after every optimiser step (e.g. to re-apply pruning
     masks); ``on_epoch_end`` gets each epoch's record; ``on_checkpoint`` gets a :class:`FitState` after
     every epoch, and ``resume`` (one of those) continues from there as if never interrupted (the model
-    must already hold that epoch's weights). Under an initialised process group the model is wrapped in
-    DistributedDataParallel; ``model`` itself holds the trained weights afterwards.
+    must already hold that epoch's weights). With a ``teacher`` (in eval mode, not trained) and
+    ``cfg.distill`` = α > 0 the loss is (1 − α)·CE + α·T²·KL(teacher_T ‖ student_T) at temperature T
+    (knowledge distillation: the dense model teaching its pruned or quantized self). Under an
+    initialised process group the model is wrapped in DistributedDataParallel; ``model`` itself holds
+    the trained weights afterwards.
     """
     device = resolve_device(device)
     model.to(device)
@@ -488,6 +510,9 @@ def fit(
                     logits = net(x)
                     check_labels(logits, y)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                    if teacher is not None and cfg.distill > 0:
+                        loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(
+                            logits.float(), _teacher_logits(teacher, x).float(), cfg.temperature)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:
