@@ -19,6 +19,7 @@ from deepcompress.prune import (
     apply_mask,
     current_mask,
     current_weight,
+    hessian_diagonal,
     magnitude_mask,
     prunable_layers,
     remove_masks,
@@ -250,3 +251,12 @@ def test_pipeline_distils_from_the_dense_model_and_resumes_with_the_same_teacher
     assert (tmp_path / "run.dcz").read_bytes() == (tmp_path / "ref.dcz").read_bytes()
     with pytest.raises(ValueError, match="distill must be in"):
         recipe_from_dict({**DISTIL, "prune": {**DISTIL["prune"], "retrain": {"distill": 1.5}}})
+
+
+def test_hutchinson_on_a_model_without_second_derivatives_says_what_to_use():
+    model = create_model("mobilenet-v3-small", num_classes=2)  # hardsigmoid has no double backward
+    batch = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
+    with pytest.raises(ValueError, match="use the gauss-newton estimator"):
+        hessian_diagonal(model, batch, "hutchinson")
+    h = hessian_diagonal(model, batch, "gauss-newton")
+    assert all(torch.isfinite(v).all() for v in h.values())

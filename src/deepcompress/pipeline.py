@@ -53,7 +53,7 @@ from .quantize.sharing import shared_state
 from .recipe import PruneStage, QuantizeStage, Recipe
 from .report import dense_bytes, layer_rows, markdown_table, totals
 from .runstate import STATE_FILE, RunState, fingerprint, kill_point
-from .training import TrainConfig, evaluate, fit, resolve_device, set_seed
+from .training import TrainConfig, evaluate, fit, is_main_process, make_loader, resolve_device, set_seed
 
 
 @dataclass
@@ -85,10 +85,10 @@ def load_data(spec: str | os.PathLike, model: nn.Module, seed: int = 0) -> Data:
     return Data(prep.train, prep.test, str(spec), eval_batch_size=32)
 
 
-def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g if shuffle else None)
+def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, distributed: bool | None = None) -> DataLoader:
+    """A seeded loader; under torchrun a shuffled one is sharded across the ranks unless ``distributed``
+    is False (batches that every rank must see alike, e.g. for Hessian estimates)."""
+    return make_loader(ds, batch_size, shuffle=shuffle, seed=seed, distributed=distributed)
 
 
 class Pipeline:
@@ -142,7 +142,7 @@ class Pipeline:
             self.state.save(name, model, self.results)
 
     def _log(self, msg: str) -> None:
-        if self.progress:
+        if self.progress and is_main_process():
             print(msg, flush=True)
 
     # ------------------------------------------------------------------ stages
@@ -207,7 +207,7 @@ class Pipeline:
     def _importance_fn(self, model: nn.Module, stage: PruneStage) -> Callable[[], dict[str, torch.Tensor]]:
         """OBD saliencies of the model's current weights, from a few training batches."""
         obd = stage.obd
-        loader = _loader(self.data.train, obd.batch_size, True, self.recipe.seed)
+        loader = _loader(self.data.train, obd.batch_size, True, self.recipe.seed, distributed=False)
         if self.state is not None:
             self.state.track("prune.obd", loader.generator)
         return lambda: obd_saliency(model, loader, obd.estimator, obd.batches, probes=obd.probes,
@@ -294,7 +294,7 @@ class Pipeline:
         m = stage.mixed
         hessian = None
         if m.estimator != "none":
-            loader = _loader(self.data.train, m.batch_size, True, self.recipe.seed)
+            loader = _loader(self.data.train, m.batch_size, True, self.recipe.seed, distributed=False)
             hessian = hessian_diagonal(model, loader, m.estimator, m.batches, seed=self.recipe.seed)
         choice = choose_bits(prunable_layers(model), m.average_bits, m.candidates, hessian, stage.init,
                              self.recipe.seed, stage.max_iter)
@@ -304,11 +304,14 @@ class Pipeline:
         return choice
 
     def encode(self, model: nn.Module, path: str | os.PathLike) -> nn.Module:
-        """Write the .dcz, reload the model from it, check it is bit-exact and evaluate it."""
+        """Write the .dcz, reload the model from it, check it is bit-exact and evaluate it (under torchrun,
+        rank 0 does; the other ranks return their in-memory model)."""
         t = time.perf_counter()
         enc = self.recipe.encode
         check_layer_names(enc.index_bits, prunable_layers(model), "encode.index_bits")
         round_for_storage(model, enc.raw_dtype, enc.codebook_dtype)
+        if not is_main_process():
+            return model
         in_memory = self._eval(model)
         records = save_model(model, path, enc.index_bits, enc.raw_dtype, enc.codebook_dtype,
                              meta={"recipe": self.recipe.model, "seed": self.recipe.seed})

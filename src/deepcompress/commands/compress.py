@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint
 from ..models import model_info
 from ..pipeline import Pipeline, load_data
 from ..runstate import state_dir_for
+from ..training import cleanup_distributed, init_distributed, is_main_process
 from ._common import add_device, add_quiet, add_resume, output_dir, resolve_recipe
 
 
@@ -33,9 +35,18 @@ def run(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint)
     recipe = resolve_recipe(args.recipe, model_info(model).arch)
     data = load_data(args.data, model, recipe.seed)
-    pipe = Pipeline(recipe, data, args.device, progress=not args.quiet)
-    pipe.run(model, out, train_baseline=False, state_dir=state_dir_for(out), resume=args.resume)
-    pipe.write_reports(out.with_suffix(".json"), out.with_suffix(".md"))
-    pipe.clear_state()
-    print(pipe.markdown())
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and args.resume:
+        raise ValueError("--resume works in single-process runs; under torchrun the run is not checkpointed")
+    device = init_distributed(args.device)  # under torchrun: one rank per process, fine-tuning with DDP
+    try:
+        pipe = Pipeline(recipe, data, device, progress=not args.quiet)
+        pipe.run(model, out, train_baseline=False, state_dir=None if distributed else state_dir_for(out),
+                 resume=args.resume)
+        if is_main_process():
+            pipe.write_reports(out.with_suffix(".json"), out.with_suffix(".md"))
+            pipe.clear_state()
+            print(pipe.markdown())
+    finally:
+        cleanup_distributed()
     return 0

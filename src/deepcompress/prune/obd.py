@@ -101,7 +101,13 @@ def hessian_diagonal(model: nn.Module, data: Iterable, estimator: str = "gauss-n
             if estimator == "gauss-newton":
                 _gauss_newton_batch(model, params, x, y, loss, sums, max_chunk_bytes)
             else:
-                _hutchinson_batch(model, params, x, y, loss, probes, gen, sums)
+                try:
+                    _hutchinson_batch(model, params, x, y, loss, probes, gen, sums)
+                except RuntimeError as e:
+                    if "derivative for" not in str(e):
+                        raise
+                    raise ValueError(f"the Hutchinson estimator needs second derivatives, which PyTorch lacks for "
+                                     f"an operation of this model ({e}); use the gauss-newton estimator") from e
             total += len(x)
     finally:
         model.train(was_training)
