@@ -78,3 +78,25 @@ def test_parse_sparsities_and_suggestions():
                                                                           (0.9, 0.989)]]
     assert suggest_sparsity(rows, 0.01) == {"a": 0.5}  # stops at the first sparsity beyond the drop
     assert suggest_sparsity(rows, 0.03) == {"a": 0.9}
+
+
+def test_sensitivity_on_an_image_folder_uses_the_validation_split_and_tells_depthwise_apart(tmp_path, capsys):
+    from _imgutil import make_image_folder
+
+    from deepcompress.checkpoint import save_checkpoint
+    from deepcompress.models import create_model
+
+    data = make_image_folder(tmp_path / "leaves", n_per_class=10, size=32, prefix="train_")
+    make_image_folder(data, n_per_class=3, size=32, prefix="test_", seed=1)
+    model = create_model("mobilenet-v1", num_classes=2)
+    model.dc_info.class_names, model.dc_info.input_size = ["healthy", "rust"], [3, 32, 32]
+    save_checkpoint(tmp_path / "m.safetensors", model)
+    for split, n in (("val", 2), ("test", 6)):
+        out = tmp_path / split
+        assert main(["sensitivity", "--model", str(tmp_path / "m.safetensors"), "--data", str(data),
+                     "--sparsities", "0,0.5", "--split", split, "--out", str(out), "--quiet"]) == 0
+        result = json.loads((out / "sensitivity.json").read_text())
+        assert result["dense"]["n"] == n
+        shapes = {r["shape"] for r in result["rows"]}
+        assert shapes == {"conv", "depthwise", "pointwise", "fc"}
+        assert (out / "sensitivity.png").is_file()

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from ._io import atomic_save, atomic_write_text
 from .prune import current_mask, current_weight, layer_kind, make_method, prunable_layers
+from .prune.magnitude import conv_kind
 from .training import evaluate
 
 
@@ -48,7 +49,7 @@ def layer_sensitivity(model: nn.Module, loader: DataLoader, sparsities: Sequence
                     weight.copy_(original)
             rows.append({"layer": name, "kind": layer_kind(module), "weights": original.numel(),
                          "sparsity": float(s), "accuracy": m["accuracy"], "error": m["error"],
-                         "log_loss": m["log_loss"]})
+                         "log_loss": m["log_loss"], "shape": conv_kind(module) or layer_kind(module)})
             if log is not None:
                 log(f"{name} at {100 * s:.0f}% sparsity: accuracy {m['accuracy']:.4f}")
     return rows
@@ -92,7 +93,8 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def plot_sensitivity(rows: Sequence[Mapping[str, Any]], paths: Sequence[str | os.PathLike], title: str = "") -> None:
-    """One accuracy-vs-sparsity curve per layer: conv layers solid in blues, fc layers dashed in oranges."""
+    """One accuracy-vs-sparsity curve per layer: conv layers solid (plain blues, pointwise purples,
+    depthwise greens), fc layers dashed in oranges."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,24 +103,27 @@ def plot_sensitivity(rows: Sequence[Mapping[str, Any]], paths: Sequence[str | os
     layers: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         layers.setdefault(r["layer"], []).append(r)
-    kinds = {name: curve[0]["kind"] for name, curve in layers.items()}
-    families = {"conv": plt.get_cmap("Blues"), "fc": plt.get_cmap("Oranges")}
-    counts = {k: sum(1 for v in kinds.values() if v == k) for k in families}
+    # depthwise / pointwise / other conv / fc, each a colour family (rows from before "shape": conv / fc)
+    shapes = {name: curve[0].get("shape", curve[0]["kind"]) for name, curve in layers.items()}
+    families = {"conv": "Blues", "pointwise": "Purples", "depthwise": "Greens", "fc": "Oranges"}
+    counts = {k: sum(1 for v in shapes.values() if v == k) for k in families}
     seen = dict.fromkeys(families, 0)
+    many = len(layers) > 16  # then one legend entry per family, not per layer
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, curve in layers.items():
-        kind = kinds[name]
-        seen[kind] += 1
-        colour = families[kind](0.45 + 0.5 * seen[kind] / max(counts[kind], 1))
+        shape = shapes[name]
+        seen[shape] += 1
+        colour = plt.get_cmap(families[shape])(0.45 + 0.5 * seen[shape] / max(counts[shape], 1))
         curve = sorted(curve, key=lambda r: r["sparsity"])
+        label = (f"{shape} ({counts[shape]} layers)" if seen[shape] == 1 else None) if many else f"{name} ({shape})"
         ax.plot([100 * r["sparsity"] for r in curve], [100 * r["accuracy"] for r in curve],
-                linestyle="-" if kind == "conv" else "--", marker="o" if kind == "conv" else "s",
-                markersize=3.5, color=colour, label=f"{name} ({kind})")
+                linestyle="--" if shape == "fc" else "-", marker="s" if shape == "fc" else "o",
+                markersize=3.5 if not many else 2.5, linewidth=1 if not many else 0.8, color=colour, label=label)
     ax.set_xlabel("parameters pruned away (%)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "pruning sensitivity, one layer at a time, no retraining")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2 if len(layers) > 8 else 1)
+    ax.legend(fontsize=8, ncol=2 if 8 < len(layers) <= 16 else 1)
     fig.tight_layout()
     try:
         for path in paths:

@@ -12,11 +12,13 @@ import time
 from dataclasses import replace
 
 import yaml
-from torch.utils.data import DataLoader, Subset
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .._io import atomic_write_text
 from ..api import load
 from ..data import DataError, open_eval_data, open_train_test
+from ..finetune import prepare_data
 from ..models import model_info
 from ..prune import ESTIMATORS, obd_saliency
 from ..recipe import ObdSettings, PruneStage, Recipe, recipe_from_dict
@@ -75,6 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe-out", help="write the suggestions as a recipe (YAML) for `deepcompress compress`")
     p.add_argument("--recipe-base", help="recipe whose other settings the written recipe keeps "
                                          "(default: the model's built-in recipe)")
+    p.add_argument("--split", choices=["val", "test", "all"], default="val",
+                   help="image folders: evaluate on the validation split carved from the training images "
+                        "(default; as `deepcompress train` splits them), the test split, or every image")
     p.add_argument("--seed", type=int, default=0)
     add_device(p)
     add_quiet(p)
@@ -95,6 +100,20 @@ def _suggested_recipe(arch: str, base_path: str | None, targets: dict[str, float
     return recipe_from_dict(recipe.to_dict())  # validated, as `compress --recipe` will read it
 
 
+def _image_splits(args: argparse.Namespace, model: nn.Module) -> tuple[Dataset, Dataset]:
+    """(training images without augmentation, for OBD; the evaluation images of ``--split``)."""
+    info = model_info(model)
+    if args.split == "all":
+        test = open_eval_data(args.data, info.class_names, info.input_size, info.mean, info.std)
+        return test, test
+    prep = prepare_data(args.data, model, info.input_size[-1] if info.input_size else None, seed=args.seed,
+                        augment=False)
+    test = prep.val if args.split == "val" else prep.test
+    if test is None or not len(test):
+        raise DataError(f"{args.data}: no {args.split} images (use --split all)")
+    return prep.train, test
+
+
 def run(args: argparse.Namespace) -> int:
     sparsities = parse_sparsities(args.sparsities)
     if args.recipe_out and args.suggest_drop is None:
@@ -110,9 +129,8 @@ def run(args: argparse.Namespace) -> int:
     info = model_info(model)
     try:
         train, test = open_train_test(args.data)
-    except DataError:  # an image folder: evaluation images only, also used for the OBD Hessian
-        test = open_eval_data(args.data, info.class_names, info.input_size, info.mean, info.std)
-        train = test
+    except DataError:  # an image folder
+        train, test = _image_splits(args, model)
     if args.eval_samples:
         test = Subset(test, range(min(args.eval_samples, len(test))))
     loader = DataLoader(test, batch_size=args.batch_size)
