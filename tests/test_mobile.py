@@ -260,3 +260,21 @@ def test_hutchinson_on_a_model_without_second_derivatives_says_what_to_use():
         hessian_diagonal(model, batch, "hutchinson")
     h = hessian_diagonal(model, batch, "gauss-newton")
     assert all(torch.isfinite(v).all() for v in h.values())
+
+
+def test_compress_saves_the_pruned_model_for_other_quantization_settings(tmp_path):
+    from deepcompress.checkpoint import load_checkpoint
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("prune: {sparsity: {fc1: 0.9, fc2: 0.8, fc3: 0.5}}\nquantize: {bits: 4}\n"
+                      "encode: {index_bits: {fc: 5}}\n")
+    ckpt = tmp_path / "dense.safetensors"
+    save_checkpoint(ckpt, create_model("lenet-300-100"))
+    assert main(["compress", str(ckpt), "--data", "digits", "--recipe", str(recipe), "--out", str(tmp_path / "a.dcz"),
+                 "--save-pruned", str(tmp_path / "pruned.safetensors"), "--quiet"]) == 0
+    pruned = load_checkpoint(tmp_path / "pruned.safetensors")
+    assert (pruned.fc1.weight == 0).float().mean().item() == pytest.approx(0.9, abs=1e-3)
+    (tmp_path / "q.yaml").write_text("prune: null\nquantize: {bits: 3}\nencode: {index_bits: {fc: 5}}\n")
+    assert main(["compress", str(tmp_path / "pruned.safetensors"), "--data", "digits", "--recipe",
+                 str(tmp_path / "q.yaml"), "--out", str(tmp_path / "b.dcz"), "--quiet"]) == 0
+    assert (load_model(tmp_path / "b.dcz").fc1.weight == 0).float().mean().item() == pytest.approx(0.9, abs=1e-3)

@@ -336,11 +336,13 @@ class Pipeline:
 
     def run(self, model: nn.Module, out_path: str | os.PathLike, train_baseline: bool = True,
             baseline_path: str | os.PathLike | None = None, state_dir: str | os.PathLike | None = None,
-            resume: bool = False) -> nn.Module:
+            resume: bool = False, pruned_path: str | os.PathLike | None = None) -> nn.Module:
         """All stages; returns the model decoded from the written .dcz.
 
         With ``train_baseline`` the model is first trained with the recipe's ``train`` settings (and saved
-        to ``baseline_path`` when given); otherwise it is taken as already trained. With ``state_dir`` the
+        to ``baseline_path`` when given); otherwise it is taken as already trained. The pruned and retrained
+        model is saved to ``pruned_path`` when given (a starting point for other quantization settings:
+        a recipe with ``prune: null``). With ``state_dir`` the
         run checkpoints into that folder, and ``resume`` continues the run saved there (``model`` must be
         the same starting model); :meth:`clear_state` deletes the folder once the results are safe.
         """
@@ -361,6 +363,9 @@ class Pipeline:
             self.teacher = self._make_teacher(model, given)
         if self.recipe.prune is not None:
             self._stage("prune", model, lambda: self.prune(model, self.recipe.prune))
+            if pruned_path is not None and is_main_process():
+                save_checkpoint(pruned_path, model, {"prune": {k: v for k, v in self.results["prune"].items()
+                                                               if k in ("accuracy", "error", "log_loss")}})
         if self.recipe.quantize is not None:
             self._stage("quantize", model, lambda: self.quantize(model, self.recipe.quantize))
         decoded = self.encode(model, out_path)

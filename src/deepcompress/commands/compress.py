@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(<root>/<class>/<image>; test_* images are the test split, as in `deepcompress train`)")
     p.add_argument("--out", required=True,
                    help="output .dcz file; FILE.json (results) and FILE.md (report) are written beside it")
+    p.add_argument("--save-pruned", metavar="CKPT",
+                   help="also save the pruned, retrained model (before quantization) as a checkpoint")
     add_device(p)
     add_quiet(p)
     add_resume(p)
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         pipe = Pipeline(recipe, data, device, progress=not args.quiet)
         pipe.run(model, out, train_baseline=False, state_dir=None if distributed else state_dir_for(out),
-                 resume=args.resume)
+                 resume=args.resume, pruned_path=args.save_pruned)
         if is_main_process():
             pipe.write_reports(out.with_suffix(".json"), out.with_suffix(".md"))
             pipe.clear_state()
