@@ -13,7 +13,7 @@ from deepcompress.cli import main
 from deepcompress.data import open_train_test
 from deepcompress.format.model import load_model, save_model
 from deepcompress.models import create_model, list_models
-from deepcompress.models.fold_bn import fold_batchnorm
+from deepcompress.models.fold_bn import fold_batchnorm, normalize_batchnorm
 from deepcompress.pipeline import Data, Pipeline
 from deepcompress.prune import (
     apply_mask,
@@ -29,7 +29,7 @@ from deepcompress.prune.magnitude import check_layer_names, conv_kind
 from deepcompress.quantize import share_layer
 from deepcompress.quantize.mixed import choose_bits, quantization_costs
 from deepcompress.recipe import recipe_from_dict
-from deepcompress.training import distillation_loss
+from deepcompress.training import TrainConfig, distillation_loss, fit
 
 
 def _random_statistics(model: nn.Module) -> None:
@@ -278,3 +278,24 @@ def test_compress_saves_the_pruned_model_for_other_quantization_settings(tmp_pat
     assert main(["compress", str(tmp_path / "pruned.safetensors"), "--data", "digits", "--recipe",
                  str(tmp_path / "q.yaml"), "--out", str(tmp_path / "b.dcz"), "--quiet"]) == 0
     assert (load_model(tmp_path / "b.dcz").fc1.weight == 0).float().mean().item() == pytest.approx(0.9, abs=1e-3)
+
+
+def test_normalizing_batchnorm_statistics_keeps_the_function_and_fine_tuning_keeps_them():
+    torch.manual_seed(0)
+    model = create_model("mobilenet-v2", num_classes=3).eval()
+    _random_statistics(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+    conv = model.features[0][0].weight.detach().clone()
+    assert normalize_batchnorm(model) == 52
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-4)
+    assert torch.equal(model.features[0][0].weight, conv)  # the conv weights are left as trained
+    bn = model.features[0][1]
+    assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1 - bn.eps)
+    data = [(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0]))]
+    fit(model, data, TrainConfig(epochs=1, lr=1e-3, freeze_bn=True), progress=False)
+    assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1 - bn.eps)
+    with pytest.raises(ValueError, match="fold_bn must be true, false or affine"):
+        recipe_from_dict({"quantize": {"fold_bn": "maybe"}})

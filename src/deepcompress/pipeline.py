@@ -27,7 +27,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .format.dcz import read_dcz
 from .format.model import model_from_dcz, round_for_storage, save_model
 from .models import create_model
-from .models.fold_bn import fold_batchnorm
+from .models.fold_bn import fold_batchnorm, normalize_batchnorm
 from .prune import (
     AGP,
     PruningMethod,
@@ -245,15 +245,17 @@ class Pipeline:
         self._log(f"{what}: " + ", ".join(f"{k} {100 * (1 - v['sparsity']):.1f}%" for k, v in record["layers"].items())
                   + f" kept; accuracy {record['accuracy_pruned']:.4f} → {record['accuracy']:.4f} after retraining")
 
-    def fold_batchnorm(self, model: nn.Module) -> None:
-        """Fold BatchNorm into the convolutions before them (their statistics become weights and a bias)."""
+    def fold_batchnorm(self, model: nn.Module, mode: bool | str = True) -> None:
+        """Fold BatchNorm into the convolutions before them (their statistics become weights and a bias),
+        or with ``mode="affine"`` only its statistics into its own scale and shift."""
         before = self._eval(model)
-        pairs = fold_batchnorm(model)
+        pairs = normalize_batchnorm(model) if mode == "affine" else len(fold_batchnorm(model))
         after = self._eval(model)
-        self.results["fold_bn"] = {"pairs": len(pairs), "accuracy_before": before["accuracy"],
+        self.results["fold_bn"] = {"mode": "affine" if mode == "affine" else "conv", "pairs": pairs,
+                                   "accuracy_before": before["accuracy"],
                                    "accuracy": after["accuracy"], "log_loss_before": before["log_loss"],
                                    "log_loss": after["log_loss"]}
-        self._log(f"folded {len(pairs)} BatchNorm layers into their convolutions: accuracy "
+        self._log(f"folded {pairs} BatchNorm layers ({self.results['fold_bn']['mode']}): accuracy "
                   f"{before['accuracy']:.4f} → {after['accuracy']:.4f}")
 
     def quantize(self, model: nn.Module, stage: QuantizeStage) -> None:
@@ -264,7 +266,7 @@ class Pipeline:
             per_layer, before, mixed = resumed["per_layer"], resumed["before"], resumed["mixed"]
         else:
             if stage.fold_bn:
-                self.fold_batchnorm(model)
+                self.fold_batchnorm(model, stage.fold_bn)
             layers = prunable_layers(model)
             check_layer_names(stage.bits, layers, "quantize.bits")
             setting, mixed = stage.bits, None
@@ -279,7 +281,10 @@ class Pipeline:
                 per_layer[name] = {"bits": bits, **share_layer(module, bits, stage.init, self.recipe.seed,
                                                                stage.max_iter, stage.relocate_empty)}
             before = self._eval(model)
-        self._fit(model, stage.finetune, "centroid fine-tuning", "quantize.finetune",
+        finetune = stage.finetune
+        if stage.fold_bn == "affine":  # the folded statistics must not be replaced by batch statistics
+            finetune = TrainConfig.from_dict({**finetune.to_dict(), "freeze_bn": True})
+        self._fit(model, finetune, "centroid fine-tuning", "quantize.finetune",
                   lambda: {"per_layer": per_layer, "before": before, "mixed": mixed})
         after = self._eval(model)
         self.results["quantize"] = {"layers": per_layer, **({"mixed": mixed} if mixed else {}),

@@ -70,7 +70,7 @@ class QuantizeStage:
     init: str = "linear"
     max_iter: int = 300
     relocate_empty: bool = False  # move empty clusters onto outlying weights (scikit-learn style)
-    fold_bn: bool = False  # fold BatchNorm into the preceding convolutions first
+    fold_bn: bool | str = False  # true: fold BatchNorm into the convs first; "affine": statistics into γ, β
     mixed: MixedSettings | None = None  # choose the bits per layer (replaces ``bits``)
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))
 
@@ -213,10 +213,12 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
         r.quantize = QuantizeStage(bits=q.get("bits", {"conv": 8, "fc": 5}), init=q.get("init", "linear"),
                                    max_iter=int(q.get("max_iter", 300)),
                                    relocate_empty=bool(q.get("relocate_empty", False)),
-                                   fold_bn=bool(q.get("fold_bn", False)),
+                                   fold_bn=q.get("fold_bn", False),
                                    mixed=_mixed(q["mixed"]) if q.get("mixed") is not None else None,
                                    finetune=TrainConfig.from_dict({"epochs": 0, **(q.get("finetune") or {})}))
         _check_bits(r.quantize.bits, "quantize.bits")
+        if r.quantize.fold_bn not in (True, False, "affine"):
+            raise ValueError(f"quantize.fold_bn must be true, false or affine, got {r.quantize.fold_bn!r}")
         if r.quantize.init not in INITS:
             raise ValueError(f"quantize.init must be one of {', '.join(INITS)}, got {r.quantize.init!r}")
     e = dict(d.get("encode") or {})

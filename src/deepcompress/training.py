@@ -54,6 +54,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision (CUDA only)
     channels_last: bool = False  # channels-last memory format for 4-D inputs
     bn_momentum: float | None = None  # BatchNorm momentum while training (None: the model's own)
+    freeze_bn: bool = False  # keep BatchNorm layers in eval mode (their statistics fixed) while training
     distill: float = 0.0  # weight of the distillation loss (Hinton et al. 2015) when a teacher is given
     temperature: float = 4.0  # softmax temperature of distillation
 
@@ -494,6 +495,9 @@ def fit(
             if phase == "head":  # frozen backbone: keep its BatchNorm statistics, train only the head
                 model.eval()
                 head.train()
+            if cfg.freeze_bn:
+                for m in bns:
+                    m.eval()
             total, correct, count = 0.0, 0, 0
             t0 = time.monotonic()
             label = f"{desc} {epoch + 1}/{cfg.epochs}" + (" (head)" if phase == "head" else "")

@@ -123,3 +123,23 @@ def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
         conv.bias.copy_(new_bias)
     info.kwargs["fold_bn"] = True
     return pairs
+
+
+@torch.no_grad()
+def normalize_batchnorm(model: nn.Module) -> int:
+    """Fold every BatchNorm2d's running statistics into its affine parameters, in place, keeping the layer:
+    ``γ ← γ / √(σ² + ε)``, ``β ← β − μ·γ/√(σ² + ε)``, ``μ ← 0``, ``σ² ← 1 − ε``, which computes the same
+    in eval mode. The convolutions keep the weights BatchNorm was trained with (easier to share than
+    folded ones, whose channels are rescaled), BatchNorm costs two vectors instead of four (the
+    constant statistics take no room in a .dcz), and the layers must stay in eval mode when fine-tuned
+    (``freeze_bn``). Returns the number of layers."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d) and m.affine and m.track_running_stats:
+            scale = m.weight / torch.sqrt(m.running_var + m.eps)
+            m.bias.sub_(m.running_mean * scale)
+            m.weight.copy_(scale)
+            m.running_mean.zero_()
+            m.running_var.fill_(1.0 - m.eps)
+            n += 1
+    return n
