@@ -299,3 +299,19 @@ def test_normalizing_batchnorm_statistics_keeps_the_function_and_fine_tuning_kee
     assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1 - bn.eps)
     with pytest.raises(ValueError, match="fold_bn must be true, false or affine"):
         recipe_from_dict({"quantize": {"fold_bn": "maybe"}})
+
+
+def test_constant_tensors_take_a_few_bytes_and_decode_exactly(tmp_path):
+    from deepcompress.report import layer_rows
+
+    model = create_model("mobilenet-v1", num_classes=3).eval()
+    _random_statistics(model)
+    normalize_batchnorm(model)
+    rows = layer_rows(save_model(model, tmp_path / "m.dcz", raw_dtype="float16"))
+    stats = [r for r in rows if r["name"].endswith(("running_mean", "running_var"))]
+    assert len(stats) == 2 * 27 and all(r["encoding"] == "constant" and r["record_bytes"] < 100 for r in stats)
+    assert all(r["encoding"] == "raw" for r in rows if r["name"].endswith("bn.weight") or ".1.weight" in r["name"])
+    decoded = load_model(tmp_path / "m.dcz")
+    for key, value in model.state_dict().items():
+        if key.endswith(("running_mean", "running_var")):
+            assert torch.equal(decoded.state_dict()[key], value.half().float()), key

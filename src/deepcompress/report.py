@@ -37,7 +37,9 @@ def layer_rows(records: list[RecordInfo]) -> list[dict[str, Any]]:
         dense_bits = 32 * n
         row: dict[str, Any] = {"name": r.name, "encoding": r.encoding, "shape": list(r.shape), "weights": n,
                                "record_bytes": r.bytes}
-        if r.encoding == "shared":
+        if r.encoding == "shared" and r.codebook_size == 1 and r.nonzero in (0, n):
+            row.update(encoding="constant", kept=1.0, ratio_p=1.0, ratio_pq=1.0, ratio_pqh=dense_bits / (8 * r.bytes))
+        elif r.encoding == "shared":
             qbits = max((r.codebook_size - 1).bit_length(), 1)
             entries = max(r.entries, 1)
             p_bits = r.nonzero * (32 + r.index_bits)
@@ -78,7 +80,8 @@ def markdown_table(rows: list[dict[str, Any]], total: dict[str, Any] | None = No
                 f"{r['index_bits_pqh']:.2f} | {r['ratio_p']:.1f}× | {r['ratio_pq']:.1f}× | "
                 f"{r['ratio_pqh']:.1f}× | {r['record_bytes']:,} |")
         else:
-            lines.append(f"| {r['name']} | {r['weights']:,} | 100% | – | {r['dtype']} raw | | | | 1.0× | 1.0× | "
+            how = "one value" if r["encoding"] == "constant" else f"{r['dtype']} raw"
+            lines.append(f"| {r['name']} | {r['weights']:,} | 100% | – | {how} | | | | 1.0× | 1.0× | "
                          f"{r['ratio_pqh']:.1f}× | {r['record_bytes']:,} |")
     if total:
         lines.append(f"| **total** | {total['weights']:,} | {100 * total['kept']:.1f}% | | | | | | | | "

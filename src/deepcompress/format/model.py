@@ -52,13 +52,27 @@ def _index_bits_for(model: nn.Module, key: str, setting: Any, index: np.ndarray,
     return value
 
 
+def _constant_spec(values: np.ndarray) -> SharedTensor | None:
+    """A tensor holding one value everywhere (e.g. BatchNorm statistics folded into its scale and shift)
+    as a one-entry codebook whose index costs no bits; None for any other tensor."""
+    flat = values.reshape(-1)
+    if flat.size < 2 or not np.all(flat == flat[0]) or not np.isfinite(flat[0]):
+        return None
+    v = np.float32(flat[0])
+    if v != flat[0]:  # not exact in a float32 codebook
+        return None
+    index = np.zeros(flat.size, dtype=np.int64) if v == 0 else np.ones(flat.size, dtype=np.int64)
+    return SharedTensor(np.array([v], dtype=np.float32), index, 8)
+
+
 def save_model(model: nn.Module, path: str | os.PathLike, index_bits: Any = None, raw_dtype: str = "float32",
                codebook_dtype: str = "float32", meta: dict[str, Any] | None = None) -> list[RecordInfo]:
     """Write ``model`` to a .dcz file.
 
     Weight-shared layers are stored as codebook + Huffman-coded indices and gaps; ``index_bits`` is a
     per-layer setting (int, "auto", or a mapping by layer name / kind, default conv 8, fc 5). All other
-    tensors are stored raw in ``raw_dtype`` (floating point) or their own integer type.
+    tensors are stored raw in ``raw_dtype`` (floating point) or their own integer type, except that a
+    floating tensor holding a single value everywhere is stored as a one-entry codebook (a few bytes).
     Call :func:`round_for_storage` first when storing anything in float16.
     """
     info = model_info(model)
@@ -73,6 +87,9 @@ def save_model(model: nn.Module, path: str | os.PathLike, index_bits: Any = None
             tensors[key] = t.numpy()
         elif t.is_floating_point():
             tensors[key] = t.to(STORAGE_DTYPES[raw_dtype]).numpy()
+            constant = _constant_spec(tensors[key])
+            if constant is not None:
+                specs[key] = constant
         else:
             tensors[key] = t.numpy()
     header = {"format": "deepcompress.dcz", "producer": f"deepcompress {__version__}",
