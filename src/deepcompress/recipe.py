@@ -59,7 +59,7 @@ class MixedSettings:
 
     average_bits: float = 4.0  # target: index bits per non-zero weight, averaged over all layers
     candidates: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
-    estimator: str = "hutchinson"  # Hessian diagonal weighting the error: gauss-newton | hutchinson | none
+    estimator: str = "none"  # Hessian diagonal weighting the error: none (plain WCSS) | gauss-newton | hutchinson
     batches: int = 4  # training batches the Hessian diagonal is averaged over
     batch_size: int = 32
 
