@@ -166,6 +166,25 @@ def markdown(models: list[dict[str, Any]], tfmot: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def layer_table(m: dict[str, Any]) -> str:
+    """Paper Tables 2-5 style: one row per weight-shared layer, then the other tensors summed."""
+    lines = ["| layer | weights | kept | bits | weight bits (Huffman) | index bits (Huffman) | bytes | ratio |",
+             "|" + "---|" * 8]
+    shared = [r for r in m["layers"] if r["encoding"] == "shared"]
+    for r in shared:
+        lines.append(f"| {r['name'].removesuffix('.weight')} | {r['weights']:,} | {100 * r['kept']:.1f}% | "
+                     f"{r['weight_bits_pq']} | {r['weight_bits_pqh']:.2f} | {r['index_bits_pqh']:.2f} | "
+                     f"{r['record_bytes']:,} | {r['ratio_pqh']:.1f}× |")
+    rest = [r for r in m["layers"] if r["encoding"] != "shared"]
+    n, b = sum(r["weights"] for r in rest), sum(r["record_bytes"] for r in rest)
+    lines.append(f"| {len(rest)} other tensors (BatchNorm, biases; fp16 or one value) | {n:,} | 100% | – | – | – | "
+                 f"{b:,} | {32 * n / (8 * b):.1f}× |")
+    final = m["stages"][-1]
+    lines.append(f"| **total (file)** | {sum(r['weights'] for r in m['layers']):,} | | | | | **{final['bytes']:,}** | "
+                 f"**{final['ratio']:.1f}×** |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="image folder (test_* images are the test split)")
@@ -197,11 +216,14 @@ def main() -> None:
             tfmot.append(tfmot_baseline(arch, ckpt, args.data, args.tfmot_bits, args.tfmot_epochs, args.device,
                                         args.work, args.reuse))
     table = markdown(models, tfmot)
+    best = max(models, key=lambda m: (m["drop_pp"] <= 1.0, m["stages"][-1]["ratio"]))
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     figure = [str(f) for f in plot(models, tfmot, args.figure)]
-    result = {"data": args.data, "models": models, "tfmot": tfmot, "table_md": table, "figure": figure}
+    result = {"data": args.data, "models": models, "tfmot": tfmot, "table_md": table, "figure": figure,
+              "best": best["model"], "best_layers_md": layer_table(best)}
     atomic_write_text(args.out, json.dumps(result, indent=1, default=float) + "\n")
     print(table)
+    print(result["best_layers_md"])
     for m in models:
         print(f"{m['model']}: {m['stages'][-1]['ratio']:.1f}× at {m['drop_pp']:+.2f} pp accuracy drop")
 
