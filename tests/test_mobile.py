@@ -14,7 +14,7 @@ from deepcompress.data import open_train_test
 from deepcompress.format.model import load_model, save_model
 from deepcompress.models import create_model, list_models
 from deepcompress.models.fold_bn import fold_batchnorm, normalize_batchnorm
-from deepcompress.pipeline import Data, Pipeline
+from deepcompress.pipeline import Data, Pipeline, load_data
 from deepcompress.prune import (
     apply_mask,
     current_mask,
@@ -27,7 +27,7 @@ from deepcompress.prune import (
 )
 from deepcompress.prune.magnitude import check_layer_names, conv_kind
 from deepcompress.quantize import share_layer
-from deepcompress.quantize.mixed import choose_bits, quantization_costs
+from deepcompress.quantize.mixed import bits_for_accuracy, choose_bits, quantization_costs
 from deepcompress.recipe import recipe_from_dict
 from deepcompress.training import TrainConfig, distillation_loss, fit
 
@@ -153,10 +153,13 @@ def test_mixed_precision_gives_more_bits_where_the_hessian_is_large():
 
 @pytest.mark.parametrize("bad, message", [
     ({"average_bits": 0}, "average_bits must be a number in 1..16"),
-    ({"candidates": [2, 17]}, "candidates must be integers in 1..16"),
-    ({"candidates": []}, "non-empty list"),
-    ({"estimator": "exact"}, "estimator must be one of"),
-    ({"batches": 0}, "batches must be an integer >= 1"),
+    ({}, "give exactly one of average_bits"),
+    ({"average_bits": 4, "max_drop": 0.01}, "give exactly one of average_bits"),
+    ({"max_drop": 1.5}, "max_drop must be a fraction in"),
+    ({"average_bits": 4, "candidates": [2, 17]}, "candidates must be integers in 1..16"),
+    ({"average_bits": 4, "candidates": []}, "non-empty list"),
+    ({"average_bits": 4, "estimator": "exact"}, "estimator must be one of"),
+    ({"average_bits": 4, "batches": 0}, "batches must be an integer >= 1"),
     ({"bits": 4}, "unknown key"),
 ])
 def test_bad_mixed_precision_settings_are_refused(bad, message):
@@ -315,3 +318,42 @@ def test_constant_tensors_take_a_few_bytes_and_decode_exactly(tmp_path):
     for key, value in model.state_dict().items():
         if key.endswith(("running_mean", "running_var")):
             assert torch.equal(decoded.state_dict()[key], value.half().float()), key
+
+
+def test_accuracy_target_gives_each_layer_the_fewest_bits_that_keep_its_accuracy():
+    torch.manual_seed(0)
+    layers = {"a": nn.Linear(32, 32), "b": nn.Linear(32, 32)}
+    probe = torch.randn(64, 32)
+    target = {n: m(probe).detach() for n, m in layers.items()}
+
+    def accuracy():  # "a" is fragile, "b" robust: a stand-in for validation accuracy
+        err = {n: (m(probe) - target[n]).pow(2).mean().item() for n, m in layers.items()}
+        return 1.0 - 50 * err["a"] - 0.5 * err["b"]
+
+    choice = bits_for_accuracy(layers, accuracy, 0.01, [2, 3, 4, 5, 6, 8])
+    assert choice["bits"]["a"] > choice["bits"]["b"] == 2
+    assert choice["reference"] == pytest.approx(1.0)
+    assert all(choice["reference"] - acc <= 0.01 for acc in choice["accuracy"].values())
+    assert choice["evaluations"] <= 2 * 3  # bisection over six candidates
+    strict = bits_for_accuracy(layers, accuracy, 0.0, [2, 3])
+    assert strict["bits"] == {"a": 3, "b": 3}  # nothing meets it: the largest candidate
+
+
+def test_pipeline_accuracy_target_uses_the_validation_split(tmp_path):
+    data = make_image_folder(tmp_path / "leaves", n_per_class=10, size=32, classes=("healthy", "rust", "spot"),
+                             prefix="train_")
+    make_image_folder(data, n_per_class=2, size=32, classes=("healthy", "rust", "spot"), prefix="test_", seed=1)
+    model = create_model(TINY, num_classes=3)
+    recipe = recipe_from_dict({"model": TINY, "prune": None,
+                               "quantize": {"mixed": {"max_drop": 0.05, "candidates": [2, 4, 6]}}})
+    pipe = Pipeline(recipe, load_data(data, model), "cpu", progress=False)
+    assert len(pipe.data.val) == 3
+    pipe.run(model, tmp_path / "m.dcz", train_baseline=False)
+    mixed = pipe.results["quantize"]["mixed"]
+    assert set(mixed["bits"]) == {"features.0", "features.4", "classifier.1", "classifier.4"}
+    assert 2 <= mixed["average_bits"] <= 6
+    train, test = open_train_test("digits")
+    with pytest.raises(ValueError, match="needs validation data"):
+        Pipeline(recipe_from_dict({**recipe.to_dict(), "model": "lenet-300-100", "prune": None, "train": {}}),
+                 Data(train, test), "cpu", progress=False).run(create_model("lenet-300-100"), tmp_path / "x.dcz",
+                                                               train_baseline=False)

@@ -48,7 +48,7 @@ from .prune import (
 )
 from .prune.schedule import Targets
 from .quantize import share_layer
-from .quantize.mixed import choose_bits
+from .quantize.mixed import bits_for_accuracy, choose_bits
 from .quantize.sharing import shared_state
 from .recipe import PruneStage, QuantizeStage, Recipe
 from .report import dense_bytes, layer_rows, markdown_table, totals
@@ -64,6 +64,7 @@ class Data:
     test: Dataset
     name: str = ""
     eval_batch_size: int = 1000
+    val: Dataset | None = None  # held-out training data for choices made during the run
 
 
 def load_data(spec: str | os.PathLike, model: nn.Module, seed: int = 0) -> Data:
@@ -82,7 +83,7 @@ def load_data(spec: str | os.PathLike, model: nn.Module, seed: int = 0) -> Data:
     prep = prepare_data(spec, model, size[-1] if size else None, seed=seed)
     if prep.test is None:
         raise ValueError(f"{spec}: no test images to measure the compressed model on")
-    return Data(prep.train, prep.test, str(spec), eval_batch_size=32)
+    return Data(prep.train, prep.test, str(spec), eval_batch_size=32, val=prep.val)
 
 
 def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, distributed: bool | None = None) -> DataLoader:
@@ -295,13 +296,28 @@ class Pipeline:
                   "after centroid fine-tuning")
 
     def _mixed_bits(self, model: nn.Module, stage: QuantizeStage) -> dict[str, Any]:
-        """Bits per layer for the size target, weighting the k-means error by the Hessian diagonal."""
+        """Bits per layer for the size target (k-means error, optionally Hessian-weighted) or for the
+        accuracy target (measured on the validation split, never the test split)."""
         m = stage.mixed
+        layers = prunable_layers(model)
+        if m.max_drop is not None:
+            if self.data.val is None:
+                raise ValueError("quantize.mixed.max_drop needs validation data (the validation split of an "
+                                 "image folder); give average_bits for this data")
+            val = _loader(self.data.val, self.data.eval_batch_size, False, 0)
+            choice = bits_for_accuracy(layers, lambda: evaluate(model, val, self.device)["accuracy"], m.max_drop,
+                                       m.candidates, stage.init, self.recipe.seed, stage.max_iter)
+            nnz = {n: int(torch.count_nonzero(current_weight(mod))) for n, mod in layers.items()}
+            choice["average_bits"] = sum(nnz[n] * b for n, b in choice["bits"].items()) / max(sum(nnz.values()), 1)
+            self._log(f"mixed precision for at most {m.max_drop:g} accuracy per layer ({choice['evaluations']} "
+                      f"validation runs): {choice['average_bits']:.2f} bits per non-zero weight: "
+                      + ", ".join(f"{k} {v}" for k, v in choice["bits"].items()))
+            return choice
         hessian = None
         if m.estimator != "none":
             loader = _loader(self.data.train, m.batch_size, True, self.recipe.seed, distributed=False)
             hessian = hessian_diagonal(model, loader, m.estimator, m.batches, seed=self.recipe.seed)
-        choice = choose_bits(prunable_layers(model), m.average_bits, m.candidates, hessian, stage.init,
+        choice = choose_bits(layers, m.average_bits, m.candidates, hessian, stage.init,
                              self.recipe.seed, stage.max_iter)
         self._log(f"mixed precision: {choice['average_bits']:.2f} bits per non-zero weight "
                   f"(target {m.average_bits:g}{'' if choice['met'] else ', not reachable'}): "

@@ -57,7 +57,8 @@ class PruneStage:
 class MixedSettings:
     """Bits per layer chosen for a size target (see :mod:`deepcompress.quantize.mixed`)."""
 
-    average_bits: float = 4.0  # target: index bits per non-zero weight, averaged over all layers
+    average_bits: float | None = None  # size target: index bits per non-zero weight, averaged over all layers
+    max_drop: float | None = None  # or accuracy target: validation accuracy each layer alone may cost
     candidates: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
     estimator: str = "none"  # Hessian diagonal weighting the error: none (plain WCSS) | gauss-newton | hutchinson
     batches: int = 4  # training batches the Hessian diagonal is averaged over
@@ -175,9 +176,15 @@ def _prune_stage(p: dict[str, Any]) -> PruneStage:
 
 def _mixed(d: Any) -> MixedSettings:
     m = _settings(MixedSettings, d, "quantize.mixed")
-    if not (isinstance(m.average_bits, (int, float)) and not isinstance(m.average_bits, bool)
-            and 1 <= m.average_bits <= 16):
+    if (m.average_bits is None) == (m.max_drop is None):
+        raise ValueError("quantize.mixed: give exactly one of average_bits (a size target) and max_drop "
+                         "(an accuracy target)")
+    if m.average_bits is not None and not (isinstance(m.average_bits, (int, float))
+                                           and not isinstance(m.average_bits, bool) and 1 <= m.average_bits <= 16):
         raise ValueError(f"quantize.mixed.average_bits must be a number in 1..16, got {m.average_bits!r}")
+    if m.max_drop is not None and not (isinstance(m.max_drop, (int, float)) and not isinstance(m.max_drop, bool)
+                                       and 0 <= m.max_drop < 1):
+        raise ValueError(f"quantize.mixed.max_drop must be a fraction in [0, 1), got {m.max_drop!r}")
     if not isinstance(m.candidates, list) or not m.candidates:
         raise ValueError(f"quantize.mixed.candidates must be a non-empty list of bit widths, got {m.candidates!r}")
     _check_bits(dict(enumerate(m.candidates)), "quantize.mixed.candidates")
