@@ -1,16 +1,19 @@
 """Compressing conv nets: BatchNorm folding, depthwise / pointwise layer policies, image-folder pipelines."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from _imgutil import make_image_folder
-from conftest import TINY
+from conftest import TINY, shared_dataset
 from torch import nn
+from torch.utils.data import DataLoader
 
 from deepcompress.checkpoint import save_checkpoint
 from deepcompress.cli import main
 from deepcompress.data import open_train_test
+from deepcompress.finetune import prepare_data
 from deepcompress.format.model import load_model, save_model
 from deepcompress.models import create_model, list_models
 from deepcompress.models.fold_bn import fold_batchnorm, normalize_batchnorm
@@ -29,7 +32,8 @@ from deepcompress.prune.magnitude import check_layer_names, conv_kind
 from deepcompress.quantize import share_layer
 from deepcompress.quantize.mixed import bits_for_accuracy, choose_bits, quantization_costs
 from deepcompress.recipe import recipe_from_dict
-from deepcompress.training import TrainConfig, distillation_loss, fit
+from deepcompress.report import dense_bytes
+from deepcompress.training import TrainConfig, distillation_loss, evaluate, fit
 
 
 def _random_statistics(model: nn.Module) -> None:
@@ -357,3 +361,24 @@ def test_pipeline_accuracy_target_uses_the_validation_split(tmp_path):
         Pipeline(recipe_from_dict({**recipe.to_dict(), "model": "lenet-300-100", "prune": None, "train": {}}),
                  Data(train, test), "cpu", progress=False).run(create_model("lenet-300-100"), tmp_path / "x.dcz",
                                                                train_baseline=False)
+
+
+MOBILE_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "mobile"
+
+
+@pytest.mark.parametrize("arch, min_ratio", [("efficientnet-lite0", 20), ("mobilenet-v2", 14), ("mobilenet-v1", 15),
+                                             ("squeezenet1_1", 10)])
+def test_the_published_bean_models_decode_and_keep_their_ratio(arch, min_ratio):
+    path = MOBILE_RESULTS / f"{arch}.dcz"
+    model = load_model(path)
+    assert model.dc_info.class_names == ["angular_leaf_spot", "bean_rust", "healthy"]
+    assert dense_bytes(model) / path.stat().st_size >= min_ratio
+
+
+@pytest.mark.shared_data
+def test_the_published_efficientnet_lite0_keeps_its_accuracy_on_the_bean_test_photos():
+    data = shared_dataset("beans_ibean")
+    model = load_model(MOBILE_RESULTS / "efficientnet-lite0.dcz")
+    prep = prepare_data(data, model, 128, seed=0, augment=False)
+    result = evaluate(model, DataLoader(prep.test, batch_size=32))
+    assert result["n"] == 104 and result["accuracy"] >= 0.96  # dense 97.1 %; the file measured 97.1 %
