@@ -115,7 +115,10 @@ def plot_sensitivity(rows: Sequence[Mapping[str, Any]], paths: Sequence[str | os
         seen[shape] += 1
         colour = plt.get_cmap(families[shape])(0.45 + 0.5 * seen[shape] / max(counts[shape], 1))
         curve = sorted(curve, key=lambda r: r["sparsity"])
-        label = (f"{shape} ({counts[shape]} layers)" if seen[shape] == 1 else None) if many else f"{name} ({shape})"
+        label = f"{name} ({shape})"
+        if many:  # one entry per family
+            n = counts[shape]
+            label = f"{shape} ({n} layer{'s' if n != 1 else ''})" if seen[shape] == 1 else None
         ax.plot([100 * r["sparsity"] for r in curve], [100 * r["accuracy"] for r in curve],
                 linestyle="--" if shape == "fc" else "-", marker="s" if shape == "fc" else "o",
                 markersize=3.5 if not many else 2.5, linewidth=1 if not many else 0.8, color=colour, label=label)
