@@ -145,7 +145,7 @@ def plot(models: list[dict[str, Any]], tfmot: list[dict[str, Any]], stem: Path) 
     ax.set_xlabel("model size on disk (bytes, log scale); hollow = dense fp32, filled = .dcz")
     ax.set_ylabel("accuracy on the test_ images (%)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.9))  # clear of the points
     ax.set_title("Bean-leaf disease (iBean): accuracy vs size, before and after Deep Compression", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, stem)
