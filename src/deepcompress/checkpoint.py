@@ -37,18 +37,26 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, extra: dict[str, 
         save_file(tensors, str(tmp), metadata=meta)
 
 
+SAFETENSORS_ERRORS = (SafetensorError, OSError, ValueError, RuntimeError)
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A safetensors file's metadata and tensors (raises one of :data:`SAFETENSORS_ERRORS`)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return meta, load_file(str(path))
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[ModelInfo, dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint's model info, tensors and extra metadata without building the model."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        meta, tensors = read_safetensors(path)
+    except SAFETENSORS_ERRORS as e:
         raise CheckpointError(f"{path} is not a readable deepcompress checkpoint (safetensors): {e}") from e
     if meta.get("format") != "deepcompress-checkpoint":
         raise CheckpointError(f"{path} is a safetensors file but not a deepcompress checkpoint "

@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import Dataset
 
 from ._io import atomic_path
+from .checkpoint import SAFETENSORS_ERRORS, read_safetensors
 from .models import model_info
 from .models.fold_bn import fold_structure
 from .prune import apply_mask
@@ -182,10 +182,8 @@ class RunState:
     def _load(self) -> None:
         where = self.path
         try:
-            with safe_open(str(where), framework="pt") as f:
-                meta = f.metadata() or {}
-            tensors = load_file(str(where))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            meta, tensors = read_safetensors(where)
+        except SAFETENSORS_ERRORS as e:
             raise RunStateError(f"{where}: unreadable run state ({e}); delete {self.folder} to start over") from e
         if meta.get("format") != FORMAT:
             raise RunStateError(f"{where}: not a deepcompress run state; delete {self.folder} to start over")
