@@ -382,3 +382,17 @@ def test_the_published_efficientnet_lite0_keeps_its_accuracy_on_the_bean_test_ph
     prep = prepare_data(data, model, 128, seed=0, augment=False)
     result = evaluate(model, DataLoader(prep.test, batch_size=32))
     assert result["n"] == 104 and result["accuracy"] >= 0.96  # dense 97.1 %; the file measured 97.1 %
+
+
+def test_save_pruned_refuses_a_recipe_without_pruning_and_an_unwritable_place_before_running(tmp_path, capsys):
+    ckpt = tmp_path / "dense.safetensors"
+    save_checkpoint(ckpt, create_model("lenet-300-100"))
+    (tmp_path / "q.yaml").write_text("prune: null\nquantize: {bits: 3}\n")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "p.yaml").write_text("prune: {sparsity: 0.5}\n")
+    for recipe, target, message in (("q.yaml", tmp_path / "p.safetensors", "has no prune stage"),
+                                    ("p.yaml", tmp_path / "file" / "p.safetensors", "not a folder")):
+        assert main(["compress", str(ckpt), "--data", "digits", "--recipe", str(tmp_path / recipe),
+                     "--out", str(tmp_path / "a.dcz"), "--save-pruned", str(target), "--quiet"]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "a.dcz").exists()

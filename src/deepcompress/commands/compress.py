@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     output_dir(out.parent if str(out.parent) else ".")
     model = load_checkpoint(args.checkpoint)
     recipe = resolve_recipe(args.recipe, model_info(model).arch)
+    if args.save_pruned:
+        if recipe.prune is None:
+            raise ValueError("--save-pruned: the recipe has no prune stage (prune: null)")
+        output_dir(Path(args.save_pruned).parent)  # before hours of pruning, not after
     data = load_data(args.data, model, recipe.seed)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and args.resume:
