@@ -396,3 +396,11 @@ def test_save_pruned_refuses_a_recipe_without_pruning_and_an_unwritable_place_be
                      "--out", str(tmp_path / "a.dcz"), "--save-pruned", str(target), "--quiet"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "a.dcz").exists()
+
+
+def test_resume_is_refused_under_torchrun(tmp_path, monkeypatch, capsys):
+    ckpt = tmp_path / "dense.safetensors"
+    save_checkpoint(ckpt, create_model("lenet-300-100"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["compress", str(ckpt), "--data", "digits", "--out", str(tmp_path / "a.dcz"), "--resume"]) == 2
+    assert "--resume works in single-process runs" in capsys.readouterr().err
