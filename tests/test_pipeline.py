@@ -51,6 +51,9 @@ def test_pipeline_writes_a_bit_exact_file_and_reports(compressed, digits, tmp_pa
     pipe.write_reports(tmp_path / "r.json", tmp_path / "r.md")
     assert json.loads((tmp_path / "r.json").read_text())["compression_ratio"] == r["compression_ratio"]
     assert "**total**" in (tmp_path / "r.md").read_text()
+    energy = r["energy"]["training"]  # measured from RAPL/NVML where readable; here usually not
+    assert energy["method"] in ("measured", "unavailable") and energy["seconds"] > 0
+    assert (energy["joules"] is None) == (energy["method"] == "unavailable")
 
 
 def test_loaded_model_equals_the_decoded_model(compressed):

@@ -26,6 +26,7 @@ from ._io import atomic_write_text
 from .checkpoint import load_checkpoint, save_checkpoint
 from .format.dcz import read_dcz
 from .format.model import model_from_dcz, round_for_storage, save_model
+from .metrics.energy import EnergyMeter
 from .models import create_model
 from .models.fold_bn import fold_batchnorm, normalize_batchnorm
 from .prune import (
@@ -375,6 +376,21 @@ class Pipeline:
         given = copy.deepcopy(model) if not train_baseline and self._distils() else None
         if state_dir is not None:
             self._open_state(state_dir, model, train_baseline, resume)
+        with EnergyMeter() as meter:  # measured where RAPL / NVML counters are readable
+            self._stages(model, train_baseline, baseline_path, given, pruned_path)
+            decoded = self.encode(model, out_path)
+        resumed = self.state is not None and self.state.resumed
+        self.results["energy"] = {"training": {**meter.reading.to_dict(), "what": "the stages run after resuming"
+                                               if resumed else "this run's stages"}}
+        for stage in ("baseline", "prune", "quantize"):
+            if stage in self.results:
+                self.results["seconds"][stage] = self.results[stage]["seconds"]
+        self.results["seconds"]["total"] = time.perf_counter() - start
+        return decoded
+
+    def _stages(self, model: nn.Module, train_baseline: bool, baseline_path: str | os.PathLike | None,
+                given: nn.Module | None, pruned_path: str | os.PathLike | None) -> None:
+        """The training stages, each skipped when a resumed run had finished it."""
         if train_baseline:
             self._stage("baseline", model, lambda: self._baseline(model, baseline_path))
         else:
@@ -389,12 +405,6 @@ class Pipeline:
                                                                if k in ("accuracy", "error", "log_loss")}})
         if self.recipe.quantize is not None:
             self._stage("quantize", model, lambda: self.quantize(model, self.recipe.quantize))
-        decoded = self.encode(model, out_path)
-        for stage in ("baseline", "prune", "quantize"):
-            if stage in self.results:
-                self.results["seconds"][stage] = self.results[stage]["seconds"]
-        self.results["seconds"]["total"] = time.perf_counter() - start
-        return decoded
 
     def _distils(self) -> bool:
         p, q = self.recipe.prune, self.recipe.quantize
