@@ -153,6 +153,17 @@ def test_runtime_never_imports_torch(tiny_dcz: Path, colour_files: list[Path]) -
     assert done.stdout.strip() == "red"
 
 
+def test_cli_predict_never_imports_torch(tiny_dcz: Path, colour_files: list[Path]) -> None:
+    code = (f"import sys\nfrom deepcompress.cli import main\n"
+            f"assert main(['predict', {str(tiny_dcz)!r}, {str(colour_files[0])!r}, '--top-k', '1']) == 0\n"
+            "heavy = sorted(n for n in ('torch', 'torchvision', 'onnx') if n in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "red" in done.stdout
+
+
 def test_cli_loads_without_the_deploy_extra() -> None:
     code = ("import sys\nfor name in ('onnxruntime', 'onnx', 'fastapi', 'uvicorn', 'playwright'):\n"
             "    sys.modules[name] = None  # as if not installed\n"

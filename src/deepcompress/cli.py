@@ -14,14 +14,17 @@ COMMANDS = ["demo", "train", "compress", "evaluate", "inspect", "reproduce", "be
             "predict", "serve", "report"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; when ``argv`` names a command, only that command's module is imported (so that
+    ``predict`` and ``serve``, which run on numpy and ONNX Runtime, never import PyTorch)."""
+    named = [a for a in (argv or []) if not a.startswith("-")][:1]
     parser = argparse.ArgumentParser(
         prog="deepcompress",
         description="Deep Compression for PyTorch: prune, quantize and Huffman-code models into .dcz files; "
                     "evaluate, inspect and deploy them.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in named if named and named[0] in COMMANDS else COMMANDS:
         try:
             module = importlib.import_module(f"deepcompress.commands.{name}")
         except ModuleNotFoundError as e:
@@ -33,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

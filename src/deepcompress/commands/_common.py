@@ -7,9 +7,10 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..recipe import Recipe, builtin_recipe, load_recipe
+if TYPE_CHECKING:  # recipes import PyTorch; `predict` and `serve` run without it
+    from ..recipe import Recipe
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
@@ -28,6 +29,8 @@ def add_resume(p: argparse.ArgumentParser) -> None:
 
 def resolve_recipe(path: str | None, arch: str) -> Recipe:
     """The recipe at ``path`` (refused when it names another model), else the built-in recipe for ``arch``."""
+    from ..recipe import builtin_recipe, load_recipe
+
     return load_recipe(path, arch) if path else builtin_recipe(arch)
 
 
