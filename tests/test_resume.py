@@ -361,3 +361,22 @@ def test_resume_after_batchnorm_folding_and_mixed_precision(tmp_path, monkeypatc
         _run(FOLDED, data, tmp_path / "run.dcz")
     monkeypatch.undo()
     assert _run(FOLDED, data, tmp_path / "run.dcz", resume=True) == reference
+
+
+CHANNELS_LAST = {"model": "lenet-5", "seed": 6, "model_kwargs": {"dropout": 0.3},
+                 "train": {"epochs": 1, "batch_size": 256, "optimizer": "adamw", "channels_last": True},
+                 "prune": {"sparsity": {"conv2": 0.8, "fc1": 0.9}, "rounds": 2,
+                           "retrain": {"epochs": 2, "batch_size": 256, "channels_last": True, "distill": 0.5}},
+                 "quantize": {"bits": 4, "finetune": {"epochs": 1, "batch_size": 256, "channels_last": True}},
+                 "encode": {"index_bits": {"conv": 8, "fc": 5}}}
+
+
+def test_resume_of_a_channels_last_conv_net(digits, tmp_path, monkeypatch):
+    """Channels-last weights and optimiser moments are saved contiguous and resumed to the same bytes
+    (the built-in LeNet-5 recipe trains channels-last)."""
+    reference = _run(CHANNELS_LAST, digits, tmp_path / "ref.dcz")
+    _interrupt_at(monkeypatch, "prune.2@1")
+    with pytest.raises(Interrupted):
+        _run(CHANNELS_LAST, digits, tmp_path / "run.dcz")
+    monkeypatch.undo()
+    assert _run(CHANNELS_LAST, digits, tmp_path / "run.dcz", resume=True) == reference

@@ -109,7 +109,7 @@ def _differences(saved: Any, now: Any, path: str = "") -> list[str]:
 def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """JSON-able copy of ``obj`` with every tensor moved into ``tensors`` (replaced by a reference)."""
     if isinstance(obj, torch.Tensor):
-        tensors[prefix] = obj.detach().cpu().clone()
+        tensors[prefix] = obj.detach().cpu().clone(memory_format=torch.contiguous_format)  # channels-last too
         return {"__tensor__": prefix}
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):

@@ -423,6 +423,8 @@ def fit(
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+        if teacher is not None:  # the same layout, so the same kernels, however the teacher was made
+            teacher.to(memory_format=torch.channels_last)
     torch.manual_seed(cfg.seed)
     distributed = world_size() > 1
     main = is_main_process()
