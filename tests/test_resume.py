@@ -134,6 +134,16 @@ def _run(recipe: dict, data: Data, out: Path, resume: bool = False) -> bytes:
     return out.read_bytes()
 
 
+def _uninterrupted_and_resumed(recipe: dict, data: Data, folder: Path, monkeypatch, point: str) -> tuple[bytes, bytes]:
+    """The file of an uninterrupted run, and that of a run interrupted at ``point`` and then resumed."""
+    reference = _run(recipe, data, folder / "ref.dcz")
+    _interrupt_at(monkeypatch, point)
+    with pytest.raises(Interrupted):
+        _run(recipe, data, folder / "run.dcz")
+    monkeypatch.undo()
+    return reference, _run(recipe, data, folder / "run.dcz", resume=True)
+
+
 AGP_OBD = {"model": "lenet-300-100", "seed": 1, "train": {"epochs": 1, "batch_size": 128},
            "prune": {"method": "obd", "sparsity": {"fc1": 0.8, "fc2": 0.7}, "schedule": "agp",
                      "obd": {"estimator": "hutchinson", "batches": 2, "batch_size": 32},
@@ -161,12 +171,8 @@ def test_a_run_interrupted_again_and_again_resumes_each_time(reference, recipe, 
 def test_resume_inside_agp_obd_and_random_pruning(digits, tmp_path, monkeypatch, recipe, point):
     """Gradual pruning (its step counter and mask history), OBD's batch stream and random pruning's
     generator all continue where they were."""
-    reference = _run(recipe, digits, tmp_path / "ref.dcz")
-    _interrupt_at(monkeypatch, point)
-    with pytest.raises(Interrupted):
-        _run(recipe, digits, tmp_path / "run.dcz")
-    monkeypatch.undo()
-    assert _run(recipe, digits, tmp_path / "run.dcz", resume=True) == reference
+    reference, resumed = _uninterrupted_and_resumed(recipe, digits, tmp_path, monkeypatch, point)
+    assert resumed == reference
 
 
 @pytest.mark.parametrize("cfg,stop_after", [
@@ -355,12 +361,8 @@ def test_resume_after_batchnorm_folding_and_mixed_precision(tmp_path, monkeypatc
                                prefix="train_")
     make_image_folder(folder, n_per_class=2, size=32, classes=("healthy", "rust", "spot"), prefix="test_", seed=1)
     data = load_data(folder, create_model("test-tinynet"), 0)
-    reference = _run(FOLDED, data, tmp_path / "ref.dcz")
-    _interrupt_at(monkeypatch, point)
-    with pytest.raises(Interrupted):
-        _run(FOLDED, data, tmp_path / "run.dcz")
-    monkeypatch.undo()
-    assert _run(FOLDED, data, tmp_path / "run.dcz", resume=True) == reference
+    reference, resumed = _uninterrupted_and_resumed(FOLDED, data, tmp_path, monkeypatch, point)
+    assert resumed == reference
 
 
 CHANNELS_LAST = {"model": "lenet-5", "seed": 6, "model_kwargs": {"dropout": 0.3},
@@ -374,9 +376,5 @@ CHANNELS_LAST = {"model": "lenet-5", "seed": 6, "model_kwargs": {"dropout": 0.3}
 def test_resume_of_a_channels_last_conv_net(digits, tmp_path, monkeypatch):
     """Channels-last weights and optimiser moments are saved contiguous and resumed to the same bytes
     (the built-in LeNet-5 recipe trains channels-last)."""
-    reference = _run(CHANNELS_LAST, digits, tmp_path / "ref.dcz")
-    _interrupt_at(monkeypatch, "prune.2@1")
-    with pytest.raises(Interrupted):
-        _run(CHANNELS_LAST, digits, tmp_path / "run.dcz")
-    monkeypatch.undo()
-    assert _run(CHANNELS_LAST, digits, tmp_path / "run.dcz", resume=True) == reference
+    reference, resumed = _uninterrupted_and_resumed(CHANNELS_LAST, digits, tmp_path, monkeypatch, "prune.2@1")
+    assert resumed == reference

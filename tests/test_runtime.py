@@ -142,36 +142,36 @@ def test_runtime_runs_all_fc_model_in_numpy(tmp_path: Path) -> None:
     assert (model(test).argmax(1) == d["test_labels"]).mean() > 0.3  # chance: 0.1
 
 
-def test_runtime_never_imports_torch(tiny_dcz: Path, colour_files: list[Path]) -> None:
-    code = (f"import sys\nfrom deepcompress import runtime\nm = runtime.load({str(tiny_dcz)!r})\n"
-            f"print(m.classify({str(colour_files[0])!r}).top[0][0])\n"
-            "heavy = sorted(n for n in ('torch', 'torchvision', 'onnx') if n in sys.modules)\n"
+NO_HEAVY = ("heavy = sorted(n for n in ('torch', 'torchvision', 'onnx') if n in sys.modules)\n"
             "assert not heavy, heavy\n")
+
+
+def _python(code: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter on this checkout's sources; fail the test if it fails."""
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_runtime_never_imports_torch(tiny_dcz: Path, colour_files: list[Path]) -> None:
+    done = _python(f"import sys\nfrom deepcompress import runtime\nm = runtime.load({str(tiny_dcz)!r})\n"
+                   f"print(m.classify({str(colour_files[0])!r}).top[0][0])\n" + NO_HEAVY)
     assert done.stdout.strip() == "red"
 
 
 def test_cli_predict_never_imports_torch(tiny_dcz: Path, colour_files: list[Path]) -> None:
-    code = (f"import sys\nfrom deepcompress.cli import main\n"
-            f"assert main(['predict', {str(tiny_dcz)!r}, {str(colour_files[0])!r}, '--top-k', '1']) == 0\n"
-            "heavy = sorted(n for n in ('torch', 'torchvision', 'onnx') if n in sys.modules)\n"
-            "assert not heavy, heavy\n")
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = _python("import sys\nfrom deepcompress.cli import main\n"
+                   f"assert main(['predict', {str(tiny_dcz)!r}, {str(colour_files[0])!r}, '--top-k', '1']) == 0\n"
+                   + NO_HEAVY)
     assert "red" in done.stdout
 
 
 def test_cli_loads_without_the_deploy_extra() -> None:
-    code = ("import sys\nfor name in ('onnxruntime', 'onnx', 'fastapi', 'uvicorn', 'playwright'):\n"
+    _python("import sys\nfor name in ('onnxruntime', 'onnx', 'fastapi', 'uvicorn', 'playwright'):\n"
             "    sys.modules[name] = None  # as if not installed\n"
             "from deepcompress.cli import build_parser\n"
-            "build_parser().parse_args(['predict', 'm.dcz', 'leaf.jpg'])\n")
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+            "build_parser().parse_args(['predict', 'm.dcz', 'leaf.jpg'])\n", timeout=120)
 
 
 def test_runtime_reports_broken_graph(tiny_dcz: Path) -> None:

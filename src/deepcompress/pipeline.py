@@ -24,10 +24,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ._io import atomic_write_text
 from .checkpoint import load_checkpoint, save_checkpoint
+from .data import DIGITS, is_mnist_folder, open_train_test
+from .finetune import prepare_data
 from .format.dcz import read_dcz
 from .format.model import model_from_dcz, round_for_storage, save_model
 from .metrics.energy import EnergyMeter
-from .models import create_model
+from .models import create_model, model_info
 from .models.fold_bn import fold_batchnorm, normalize_batchnorm
 from .prune import (
     AGP,
@@ -72,14 +74,9 @@ def load_data(spec: str | os.PathLike, model: nn.Module, seed: int = 0) -> Data:
     """The pipeline's data for ``model``: an MNIST IDX folder or "digits" (train / test splits), or an
     image folder split as ``deepcompress train`` splits it (``test_`` images are the test split), with
     the model's input size and normalisation and training-time augmentation."""
-    from .data import DIGITS, is_mnist_folder, open_train_test
-
     if str(spec) == DIGITS or is_mnist_folder(spec):
         train, test = open_train_test(spec)
         return Data(train, test, str(spec))
-    from .finetune import prepare_data
-    from .models import model_info
-
     size = model_info(model).input_size
     prep = prepare_data(spec, model, size[-1] if size else None, seed=seed)
     if prep.test is None:
@@ -308,8 +305,6 @@ class Pipeline:
             val = _loader(self.data.val, self.data.eval_batch_size, False, 0)
             choice = bits_for_accuracy(layers, lambda: evaluate(model, val, self.device)["accuracy"], m.max_drop,
                                        m.candidates, stage.init, self.recipe.seed, stage.max_iter)
-            nnz = {n: int(torch.count_nonzero(current_weight(mod))) for n, mod in layers.items()}
-            choice["average_bits"] = sum(nnz[n] * b for n, b in choice["bits"].items()) / max(sum(nnz.values()), 1)
             self._log(f"mixed precision for at most {m.max_drop:g} accuracy per layer ({choice['evaluations']} "
                       f"validation runs): {choice['average_bits']:.2f} bits per non-zero weight: "
                       + ", ".join(f"{k} {v}" for k, v in choice["bits"].items()))

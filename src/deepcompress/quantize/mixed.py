@@ -102,9 +102,9 @@ def bits_for_accuracy(layers: Mapping[str, nn.Module], accuracy: Callable[[], fl
                       candidates: Sequence[int], init: str = "linear", seed: int = 0,
                       max_iter: int = 300) -> dict[str, Any]:
     """The fewest candidate bits per layer keeping ``accuracy()`` within ``max_drop`` of its value now,
-    one layer quantized at a time (the others left as they are). Returns ``{"bits", "reference",
-    "accuracy": {layer: accuracy at its bits}, "evaluations"}``; a layer no candidate satisfies gets
-    the largest."""
+    one layer quantized at a time (the others left as they are). Returns ``{"bits", "average_bits" (per
+    non-zero weight), "reference", "accuracy": {layer: accuracy at its bits}, "evaluations"}``; a layer
+    no candidate satisfies gets the largest."""
     cands = sorted(set(int(b) for b in candidates))
     if not cands or cands[0] < 1 or cands[-1] > 16:
         raise ValueError(f"quantize.mixed.candidates must be integers in 1..16, got {list(candidates)}")
@@ -125,4 +125,7 @@ def bits_for_accuracy(layers: Mapping[str, nn.Module], accuracy: Callable[[], fl
         pick = min(lo, len(cands) - 1)
         bits[name] = cands[pick]
         reached[name] = found.get(pick)
-    return {"bits": bits, "reference": reference, "accuracy": reached, "evaluations": evaluations}
+    nnz = {name: int(torch.count_nonzero(current_weight(m))) for name, m in layers.items()}
+    average = sum(nnz[n] * b for n, b in bits.items()) / max(sum(nnz.values()), 1)
+    return {"bits": bits, "average_bits": average, "reference": reference, "accuracy": reached,
+            "evaluations": evaluations}
